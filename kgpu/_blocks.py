@@ -1,0 +1,109 @@
+"""Row blocks sized to a memory budget, and running a kernel over them.
+
+Every kernel that would otherwise build an ``n_samples x n_clusters`` matrix
+works on row blocks instead. The block height comes from a memory budget, so
+the largest temporary is bounded whatever ``n_samples`` is.
+
+On NumPy the blocks run in a thread pool with BLAS held to one thread per
+worker: NumPy's elementwise work (argmin, additions) is single-threaded, so
+this is what makes every core busy for the whole step, not just the GEMM.
+GPU and PyTorch backends run the blocks in order: the device (or torch's own
+thread pool) is already parallel inside each call.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from typing import Any, Callable, Sequence, TypeVar
+
+from threadpoolctl import threadpool_limits
+
+from ._backend import backend_name
+
+T = TypeVar("T")
+
+#: Default size, in MiB, of the largest temporary one block may allocate.
+#: Small on the CPU (a block should stay in cache); large on a GPU, where
+#: bigger launches amortise their overhead.
+DEFAULT_BLOCK_MIB = {"numpy": 8, "array_api_strict": 8, "torch": 64, "cupy": 512}
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def cpu_threads() -> int:
+    """Number of worker threads for NumPy blocks (the CPUs this process may use)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=cpu_threads(), thread_name_prefix="kgpu")
+        return _POOL
+
+
+def block_rows(
+    n_rows: int,
+    bytes_per_row: int,
+    xp: Any,
+    budget_mib: float | None = None,
+) -> int:
+    """Rows per block so that one block's temporaries fit ``budget_mib``.
+
+    Parameters
+    ----------
+    n_rows : int
+        Rows to cover.
+    bytes_per_row : int
+        Bytes of temporaries one row needs (e.g. ``n_clusters * itemsize``).
+    xp : namespace
+        Backend; picks the default budget.
+    budget_mib : float or None
+        Memory budget in MiB; ``None`` uses :data:`DEFAULT_BLOCK_MIB`.
+
+    Returns
+    -------
+    rows : int, at least 1 and at most ``n_rows``.
+    """
+    if budget_mib is None:
+        budget_mib = DEFAULT_BLOCK_MIB.get(backend_name(xp), 64)
+    if budget_mib <= 0:
+        raise ValueError(f"the memory budget must be positive, got {budget_mib} MiB.")
+    rows = int(budget_mib * 2**20) // max(1, int(bytes_per_row))
+    return max(1, min(n_rows, rows))
+
+
+def row_blocks(n_rows: int, rows_per_block: int) -> list[tuple[int, int]]:
+    """``(start, stop)`` pairs covering ``range(n_rows)`` in blocks."""
+    return [(start, min(start + rows_per_block, n_rows)) for start in range(0, n_rows, rows_per_block)]
+
+
+def map_blocks(
+    fn: Callable[[int, int], T],
+    blocks: Sequence[tuple[int, int]],
+    xp: Any,
+) -> list[T]:
+    """Apply ``fn(start, stop)`` to every block and return the results in order.
+
+    NumPy blocks run concurrently on the module's thread pool; other backends
+    run them one after the other.
+    """
+    if backend_name(xp) != "numpy" or len(blocks) < 2 or cpu_threads() < 2:
+        return [fn(start, stop) for start, stop in blocks]
+    with single_threaded_blas():
+        return list(_pool().map(lambda block: fn(*block), blocks))
+
+
+def single_threaded_blas():
+    """Context holding BLAS to one thread (each pool worker is one core)."""
+    if cpu_threads() < 2:
+        return nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")

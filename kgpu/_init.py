@@ -1,0 +1,147 @@
+"""Initial centers: greedy k-means++, Forgy ("random"), random partition.
+
+Every random draw is made on the host from a NumPy ``RandomState``, in the same
+order as scikit-learn, so one seed gives the same initial centers on every
+backend (and the same as scikit-learn's in float64). Distances are computed on
+the device; only scalars and the few chosen indices cross to the host.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._backend import device_of, to_numpy
+from ._blocks import block_rows, map_blocks, row_blocks
+from ._distances import row_sq_norms, sq_euclidean
+from ._segment import segment_sum, segment_weight
+
+
+def _host_probabilities(sample_weight: Any) -> np.ndarray:
+    weights = to_numpy(sample_weight).astype(np.float64)
+    return weights / weights.sum()
+
+
+def kmeans_plusplus_indices(
+    X: Any,
+    n_clusters: int,
+    sample_weight: Any,
+    random_state: np.random.RandomState,
+    *,
+    xp: Any,
+    x_sq_norms: Any = None,
+    n_local_trials: int | None = None,
+) -> np.ndarray:
+    """Row indices of the greedy k-means++ seeds (Arthur & Vassilvitskii 2007).
+
+    At each step ``n_local_trials`` candidates are drawn with probability
+    proportional to ``w_i * D(x_i)^2`` and the one that lowers the potential
+    most is kept (the greedy variant scikit-learn uses).
+
+    Parameters
+    ----------
+    X : array of shape (n, d)
+    n_clusters : int
+    sample_weight : array of shape (n,)
+    random_state : numpy.random.RandomState
+        Host generator; every draw is made from it.
+    xp : namespace
+    x_sq_norms : array of shape (n,) or None
+    n_local_trials : int or None
+        Candidates per step; default ``2 + int(log(n_clusters))``.
+
+    Returns
+    -------
+    indices : ndarray of shape (n_clusters,), int64 (host)
+    """
+    n_samples = X.shape[0]
+    if n_local_trials is None:
+        n_local_trials = 2 + int(np.log(n_clusters))
+    if x_sq_norms is None:
+        x_sq_norms = row_sq_norms(X, xp=xp)
+    device = device_of(X)
+    # Potentials and cumulative sums in float64: the draws compare against
+    # them, so float32 rounding would make the picks depend on the backend.
+    weights64 = xp.astype(sample_weight, xp.float64)
+    rows_per_block = block_rows(n_samples, (n_local_trials + X.shape[1] + 2) * 8, xp)
+    blocks = row_blocks(n_samples, rows_per_block)
+
+    def distances_to(candidate_ids: np.ndarray) -> Any:
+        """Squared distances ``(n, m)`` from every row to the rows ``candidate_ids``."""
+        candidates = xp.take(X, xp.asarray(candidate_ids, device=device), axis=0)
+        candidate_norms = row_sq_norms(candidates, xp=xp)
+
+        def one_block(start: int, stop: int) -> Any:
+            return sq_euclidean(
+                X[start:stop, :], candidates, xp=xp,
+                x_sq_norms=x_sq_norms[start:stop], center_sq_norms=candidate_norms,
+            )
+
+        parts = map_blocks(one_block, blocks, xp)
+        return xp.astype(xp.concat(parts, axis=0) if len(parts) > 1 else parts[0], xp.float64)
+
+    indices = np.empty(n_clusters, dtype=np.int64)
+    indices[0] = random_state.choice(n_samples, p=_host_probabilities(sample_weight))
+    closest_sq_dist = distances_to(indices[:1])[:, 0]
+    current_potential = float(xp.sum(closest_sq_dist * weights64))
+
+    for c in range(1, n_clusters):
+        thresholds = random_state.uniform(size=n_local_trials) * current_potential
+        cumulative = xp.cumulative_sum(weights64 * closest_sq_dist)
+        candidate_ids = xp.searchsorted(cumulative, xp.asarray(thresholds, dtype=xp.float64, device=device))
+        candidate_ids = np.minimum(to_numpy(candidate_ids).astype(np.int64), n_samples - 1)
+        candidate_sq_dist = xp.minimum(closest_sq_dist[:, None], distances_to(candidate_ids))
+        potentials = xp.sum(candidate_sq_dist * weights64[:, None], axis=0)
+        best = int(xp.argmin(potentials))
+        current_potential = float(potentials[best])
+        closest_sq_dist = candidate_sq_dist[:, best]
+        indices[c] = candidate_ids[best]
+    return indices
+
+
+def forgy_indices(n_samples: int, n_clusters: int, sample_weight: Any, random_state: np.random.RandomState) -> np.ndarray:
+    """``n_clusters`` distinct rows drawn with probability proportional to weight."""
+    return random_state.choice(
+        n_samples, size=n_clusters, replace=False, p=_host_probabilities(sample_weight)
+    ).astype(np.int64)
+
+
+def random_partition_centers(
+    X: Any,
+    n_clusters: int,
+    sample_weight: Any,
+    random_state: np.random.RandomState,
+    *,
+    xp: Any,
+) -> Any:
+    """Centers of a random partition: each row gets a uniform random label, then means.
+
+    A part that receives no (positive-weight) row is given a random distinct
+    row instead, so no center is ever undefined.
+    """
+    n_samples = X.shape[0]
+    device = device_of(X)
+    labels = xp.asarray(random_state.randint(n_clusters, size=n_samples).astype(np.int64), device=device)
+    sums = segment_sum(X, labels, n_clusters, sample_weight, xp=xp)
+    totals = segment_weight(labels, n_clusters, sample_weight, xp=xp, dtype=X.dtype)
+    empty = to_numpy(totals) <= 0
+    safe_totals = xp.where(totals > 0, totals, xp.ones_like(totals))
+    centers = sums / safe_totals[:, None]
+    if np.any(empty):
+        fill = forgy_indices(n_samples, int(empty.sum()), sample_weight, random_state)
+        rows = [xp.take(X, xp.asarray(fill[j : j + 1], device=device), axis=0) for j in range(fill.shape[0])]
+        parts, next_fill = [], 0
+        for j in range(n_clusters):
+            if empty[j]:
+                parts.append(rows[next_fill])
+                next_fill += 1
+            else:
+                parts.append(centers[j : j + 1, :])
+        centers = xp.concat(parts, axis=0)
+    return centers
+
+
+def take_rows(X: Any, indices: np.ndarray, *, xp: Any) -> Any:
+    """``X[indices]`` for host integer ``indices`` (a copy on X's device)."""
+    return xp.take(X, xp.asarray(np.asarray(indices, dtype=np.int64), device=device_of(X)), axis=0)

@@ -1,0 +1,429 @@
+"""K-Means (Lloyd) estimator and the standalone k-means++ seeding."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+
+from ._assign import assign, assignment_block_rows, itemsize as _itemsize, weighted_inertia
+from ._backend import device_of, is_array_api_obj, move_to, namespace_of, resolve_compute, to_numpy
+from ._base import CentroidEstimatorMixin, Placement, fitted_backend_name
+from ._blocks import block_rows, map_blocks, row_blocks
+from ._distances import row_sq_norms, sq_euclidean
+from ._init import forgy_indices, kmeans_plusplus_indices, random_partition_centers, take_rows
+from ._lloyd import lloyd
+from ._validation import (
+    check_data,
+    check_n_clusters,
+    check_non_negative_float,
+    check_positive_int,
+    check_sample_weight,
+)
+
+INIT_METHODS = ("k-means++", "random", "random-partition")
+
+
+class KMeans(CentroidEstimatorMixin):
+    """K-Means clustering by Lloyd's algorithm, on any array-API backend.
+
+    The assignment step is one batched GEMM plus argmin per block of rows
+    (blocks sized to ``working_memory``); the update step is a weighted
+    segmented mean. Data on the GPU (CuPy, PyTorch CUDA) is clustered there;
+    NumPy data uses every CPU core.
+
+    Parameters
+    ----------
+    n_clusters : int, default=8
+        Number of clusters.
+    init : {"k-means++", "random", "random-partition"}, callable or array-like \
+of shape (n_clusters, n_features), default="k-means++"
+        - ``"k-means++"``: greedy k-means++ (``2 + log(k)`` candidates per step,
+          the best kept), sampling proportional to ``sample_weight * D^2``.
+        - ``"random"``: Forgy, ``n_clusters`` distinct rows drawn with
+          probability proportional to ``sample_weight``.
+        - ``"random-partition"``: every row gets a random label; the initial
+          centers are the weighted means of the parts.
+        - array: the initial centers (in the input's coordinates).
+        - callable ``init(X, n_clusters, random_state) -> centers`` called with
+          the validated input.
+    n_init : int or "auto", default="auto"
+        Runs from different initial centers; the lowest inertia wins.
+        ``"auto"`` is 1 for ``"k-means++"`` and an array, 10 otherwise.
+    max_iter : int, default=300
+        Most Lloyd iterations per run.
+    tol : float, default=1e-4
+        Convergence when the summed squared center shift is at most
+        ``tol`` times the mean (weighted) per-feature variance of the data.
+        Runs also stop when no label changes.
+    verbose : int, default=0
+        Print per-iteration statistics when > 0.
+    random_state : int, RandomState instance or None, default=None
+        Seeds every random draw. Draws are made on the host, so a seed gives
+        the same initial centers on every backend.
+    copy_x : bool, default=True
+        Center a copy of the data before clustering (better precision of the
+        ``||x||^2 - 2x.c + ||c||^2`` expansion, as scikit-learn does). With
+        ``False`` no centered copy is made, saving one copy of ``X`` in memory.
+    backend : {None, "auto", "numpy", "cupy", "torch", "array_api_strict"}, default=None
+        Library that computes. ``None`` computes where the input lives;
+        ``"auto"`` picks a GPU when one is present. Results always come back
+        in the namespace and on the device of the input.
+    device : object, default=None
+        Device for ``backend`` (e.g. ``"cuda:1"``).
+    working_memory : float or None, default=None
+        Memory budget in MiB for one block of the distance matrix. ``None``
+        uses a per-backend default (8 MiB on NumPy, 512 MiB on CuPy).
+
+    Attributes
+    ----------
+    cluster_centers_ : array of shape (n_clusters, n_features)
+    labels_ : integer array of shape (n_samples,)
+    inertia_ : float
+        Sum of weighted squared distances of samples to their closest center.
+    n_iter_ : int
+        Iterations of the best run.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Only when fitted on a frame with string column names.
+    history_ : list of IterationRecord
+        ``(iteration, center_shift, n_changed, seconds)`` for each iteration
+        of the best run.
+    backend_ : str
+        Library the fit computed with.
+
+    Notes
+    -----
+    Empty clusters: an update that leaves a cluster without positive-weight
+    members re-seeds it with the point farthest from its current center (taken
+    out of its own cluster); see :mod:`kgpu._empty`. No center is ever left at
+    zero or NaN.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kgpu import KMeans
+    >>> X = np.array([[1, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]], dtype=float)
+    >>> km = KMeans(n_clusters=2, random_state=0).fit(X)
+    >>> sorted(km.cluster_centers_.tolist())
+    [[1.0, 2.0], [10.0, 2.0]]
+    """
+
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        *,
+        init: str | Callable | Any = "k-means++",
+        n_init: int | str = "auto",
+        max_iter: int = 300,
+        tol: float = 1e-4,
+        verbose: int = 0,
+        random_state: Any = None,
+        copy_x: bool = True,
+        backend: str | None = None,
+        device: Any = None,
+        working_memory: float | None = None,
+    ):
+        self.n_clusters = n_clusters
+        self.init = init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.verbose = verbose
+        self.random_state = random_state
+        self.copy_x = copy_x
+        self.backend = backend
+        self.device = device
+        self.working_memory = working_memory
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> "KMeans":
+        """Compute k-means clustering.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            NumPy, CuPy, PyTorch or any array-API array; lists and frames too.
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each sample, used by the initialisation, the update and
+            the objective.
+
+        Returns
+        -------
+        self
+        """
+        n_clusters = check_n_clusters(self.n_clusters)
+        max_iter = check_positive_int(self.max_iter, "max_iter")
+        tol = check_non_negative_float(self.tol, "tol")
+        placement = self._place(X, reset=True)
+        xp, X_fit = placement.xp, placement.X
+        n_samples, n_features = X_fit.shape
+        check_n_clusters(n_clusters, n_samples)
+        sample_weight = self._place_weights(sample_weight, placement)
+        n_init = self._resolve_n_init()
+        random_state = check_random_state(self.random_state)
+        init_centers = self._explicit_init_centers(placement, n_clusters)
+
+        offset = None
+        if self.copy_x:
+            # Clustering the centered data is the same problem with smaller
+            # magnitudes, so the GEMM expansion loses less precision.
+            offset = weighted_mean(X_fit, sample_weight, xp=xp)
+            X_fit = X_fit - offset
+        absolute_tol = tol * mean_feature_variance(X_fit, sample_weight, xp=xp) if tol > 0 else 0.0
+        rows_per_block = assignment_block_rows(
+            n_samples, n_clusters, n_features, _itemsize(X_fit, xp), xp, self.working_memory
+        )
+        x_sq_norms = row_sq_norms(X_fit, xp=xp) if self._init_name() == "k-means++" else None
+
+        best = None
+        for run in range(n_init):
+            if init_centers is not None:
+                centers = init_centers if offset is None else init_centers - offset
+            else:
+                centers = self._initial_centers(X, X_fit, offset, sample_weight, n_clusters, random_state, x_sq_norms, placement)
+            result = lloyd(
+                X_fit, sample_weight, centers, max_iter=max_iter, tol=absolute_tol,
+                rows_per_block=rows_per_block, xp=xp, on_iteration=self._printer(run),
+            )
+            if best is None or result.inertia < best.inertia:
+                best = result
+
+        centers = best.centers if offset is None else best.centers + offset
+        n_distinct = int(xp.unique_values(best.labels).shape[0])
+        if n_distinct < n_clusters:
+            warnings.warn(
+                f"Number of distinct clusters ({n_distinct}) found smaller than "
+                f"n_clusters ({n_clusters}). Possibly due to duplicate points in X.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        self.cluster_centers_ = placement.to_input(centers)
+        self.labels_ = placement.to_input(best.labels)
+        self.inertia_ = best.inertia
+        self.n_iter_ = best.n_iter
+        self.history_ = best.history
+        self.backend_ = fitted_backend_name(placement)
+        return self
+
+    # -------------------------------------------------------------- predict
+    def predict(self, X: Any) -> Any:
+        """Index of the closest center for each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : integer array of shape (n_samples,), in the namespace of ``X``
+        """
+        placement = self._place(X, reset=False)
+        centers = self._centers_on(placement)
+        labels = assign(placement.X, centers, xp=placement.xp, rows_per_block=self._rows(placement)).labels
+        return placement.to_input(labels)
+
+    def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
+        """Fit and return ``labels_``."""
+        return self.fit(X, sample_weight=sample_weight).labels_
+
+    def transform(self, X: Any) -> Any:
+        """Euclidean distance from each sample to each center.
+
+        Returns
+        -------
+        distances : array of shape (n_samples, n_clusters), dtype of ``X``
+        """
+        placement = self._place(X, reset=False)
+        xp = placement.xp
+        centers = self._centers_on(placement)
+        center_sq_norms = row_sq_norms(centers, xp=xp)
+
+        def one_block(start: int, stop: int) -> Any:
+            return xp.sqrt(sq_euclidean(placement.X[start:stop, :], centers, xp=xp, center_sq_norms=center_sq_norms))
+
+        parts = map_blocks(one_block, row_blocks(placement.X.shape[0], self._rows(placement)), xp)
+        return placement.to_input(xp.concat(parts, axis=0) if len(parts) > 1 else parts[0])
+
+    def fit_transform(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
+        """Fit, then return :meth:`transform` of ``X``."""
+        return self.fit(X, sample_weight=sample_weight).transform(X)
+
+    def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
+        """Opposite of the (weighted) inertia of ``X`` on the fitted centers."""
+        placement = self._place(X, reset=False)
+        centers = self._centers_on(placement)
+        weights = self._place_weights(sample_weight, placement)
+        xp = placement.xp
+        labels = assign(placement.X, centers, xp=xp, rows_per_block=self._rows(placement)).labels
+        return -weighted_inertia(placement.X, weights, centers, labels, xp=xp)
+
+    # ------------------------------------------------------------- helpers
+    def _rows(self, placement: Placement) -> int:
+        n_samples, n_features = placement.X.shape
+        return assignment_block_rows(
+            n_samples, self.cluster_centers_.shape[0], n_features,
+            _itemsize(placement.X, placement.xp), placement.xp, self.working_memory,
+        )
+
+    def _init_name(self) -> str | None:
+        return self.init if isinstance(self.init, str) else None
+
+    def _resolve_n_init(self) -> int:
+        explicit_centers = not isinstance(self.init, str) and not callable(self.init)
+        if isinstance(self.init, str) and self.init not in INIT_METHODS:
+            raise ValueError(
+                f"init must be one of {INIT_METHODS}, a callable or an array of "
+                f"shape (n_clusters, n_features); got {self.init!r}."
+            )
+        if self.n_init == "auto":
+            return 1 if explicit_centers or self.init == "k-means++" else 10
+        n_init = check_positive_int(self.n_init, "n_init")
+        if explicit_centers and n_init != 1:
+            warnings.warn(
+                "Explicit initial center position passed: performing only one init "
+                f"in {type(self).__name__} instead of n_init={n_init}.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return 1
+        return n_init
+
+    def _explicit_init_centers(self, placement: Placement, n_clusters: int) -> Any:
+        """The ``init`` array validated and moved to the compute namespace, or None."""
+        if isinstance(self.init, str) or callable(self.init):
+            return None
+        return self._check_centers(self.init, placement, n_clusters, "init")
+
+    def _check_centers(self, centers: Any, placement: Placement, n_clusters: int, what: str) -> Any:
+        centers = check_data(centers)
+        if tuple(centers.shape) != (n_clusters, self.n_features_in_):
+            raise ValueError(
+                f"The shape of the initial centers given by {what} {tuple(centers.shape)} "
+                f"does not match (n_clusters, n_features) = ({n_clusters}, {self.n_features_in_})."
+            )
+        centers = move_to(centers, placement.xp, placement.device)
+        return placement.xp.astype(centers, placement.X.dtype)
+
+    def _initial_centers(self, X_user, X_fit, offset, sample_weight, n_clusters, random_state, x_sq_norms, placement):
+        xp = placement.xp
+        if callable(self.init):
+            centers = self.init(X_user, n_clusters, random_state)
+            centers = self._check_centers(centers, placement, n_clusters, "the init callable")
+            return centers if offset is None else centers - offset
+        if self.init == "k-means++":
+            indices = kmeans_plusplus_indices(X_fit, n_clusters, sample_weight, random_state, xp=xp, x_sq_norms=x_sq_norms)
+            return take_rows(X_fit, indices, xp=xp)
+        if self.init == "random":
+            return take_rows(X_fit, forgy_indices(X_fit.shape[0], n_clusters, sample_weight, random_state), xp=xp)
+        return random_partition_centers(X_fit, n_clusters, sample_weight, random_state, xp=xp)
+
+    def _printer(self, run: int):
+        if not self.verbose:
+            return None
+
+        def show(record) -> None:
+            print(
+                f"run {run} iteration {record.iteration}: center shift {record.center_shift:.6g}, "
+                f"{record.n_changed} labels changed, {record.seconds * 1e3:.1f} ms"
+            )
+
+        return show
+
+
+def weighted_mean(X: Any, sample_weight: Any, *, xp: Any) -> Any:
+    """Weighted mean of the rows: shape ``(d,)``, dtype of ``X``."""
+    total = xp.sum(xp.astype(sample_weight, xp.float64))
+    mean = xp.astype(xp.matmul(xp.astype(sample_weight, xp.float64), xp.astype(X, xp.float64)), xp.float64) / total
+    return xp.astype(mean, X.dtype)
+
+
+def mean_feature_variance(X: Any, sample_weight: Any, *, xp: Any) -> float:
+    """Mean over features of the weighted variance (scikit-learn's ``tol`` scale)."""
+    weights64 = xp.astype(sample_weight, xp.float64)
+    total = float(xp.sum(weights64))
+    rows = block_rows(X.shape[0], X.shape[1] * 8 * 2, xp)
+
+    def moments(start: int, stop: int) -> tuple[Any, Any]:
+        block = xp.astype(X[start:stop, :], xp.float64)
+        w = weights64[start:stop]
+        return xp.matmul(w, block), xp.matmul(w, block * block)
+
+    parts = map_blocks(moments, row_blocks(X.shape[0], rows), xp)
+    first = sum(to_numpy(p[0]) for p in parts) / total
+    second = sum(to_numpy(p[1]) for p in parts) / total
+    return float(np.mean(np.maximum(second - first**2, 0.0)))
+
+
+def kmeans_plusplus(
+    X: Any,
+    n_clusters: int,
+    *,
+    sample_weight: Any = None,
+    x_squared_norms: Any = None,
+    random_state: Any = None,
+    n_local_trials: int | None = None,
+    backend: str | None = None,
+    device: Any = None,
+) -> tuple[Any, Any]:
+    """Greedy k-means++ seeding, like :func:`sklearn.cluster.kmeans_plusplus`.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    n_clusters : int
+    sample_weight : array-like of shape (n_samples,), default=None
+    x_squared_norms : array-like of shape (n_samples,), default=None
+        Precomputed ``||x||^2`` (computed when ``None``).
+    random_state : int, RandomState instance or None
+    n_local_trials : int or None
+        Candidates per step (default ``2 + int(log(n_clusters))``).
+    backend, device :
+        Where to compute (see :class:`KMeans`).
+
+    Returns
+    -------
+    centers : array of shape (n_clusters, n_features), namespace of ``X``
+    indices : integer array of shape (n_clusters,), namespace of ``X``
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kgpu import kmeans_plusplus
+    >>> X = np.array([[1, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]], dtype=float)
+    >>> centers, indices = kmeans_plusplus(X, n_clusters=2, random_state=0)
+    >>> indices.tolist()
+    [3, 2]
+    """
+    X_valid = check_data(X)
+    n_clusters = check_n_clusters(n_clusters, X_valid.shape[0])
+    if n_local_trials is not None:
+        n_local_trials = check_positive_int(n_local_trials, "n_local_trials")
+    input_xp, input_device = namespace_of(X_valid), device_of(X_valid)
+    xp, compute_device = resolve_compute(backend, device, X_valid)
+    X_fit = move_to(X_valid, xp, compute_device)
+    weights = check_sample_weight(sample_weight, X_fit, xp, compute_device)
+    norms = None
+    if x_squared_norms is not None:
+        norms = xp.astype(move_to(_as_array(x_squared_norms), xp, compute_device), X_fit.dtype)
+        if tuple(norms.shape) != (X_fit.shape[0],):
+            raise ValueError(
+                f"x_squared_norms should be of shape ({X_fit.shape[0]},), got {tuple(norms.shape)}."
+            )
+    indices = kmeans_plusplus_indices(
+        X_fit, n_clusters, weights, check_random_state(random_state), xp=xp,
+        x_sq_norms=norms, n_local_trials=n_local_trials,
+    )
+    centers = take_rows(X_fit, indices, xp=xp)
+    return move_to(centers, input_xp, input_device), move_to(xp.asarray(indices, device=compute_device), input_xp, input_device)
+
+
+def _as_array(values: Any) -> Any:
+    return values if is_array_api_obj(values) else np.asarray(values)
+
+
+__all__ = ["KMeans", "kmeans_plusplus"]

@@ -1,0 +1,131 @@
+"""Lloyd's algorithm for one initialisation (standard calls only).
+
+Each iteration is one fused pass over the data (:func:`assign_and_accumulate`):
+nearest centers by one GEMM and argmin per block, and per-cluster weighted sums
+by a segmented sum. Convergence follows scikit-learn's ``lloyd`` exactly:
+stop when the labels do not change, or when the total squared center shift is
+at most ``tol``; if the loop ended on the shift or ``max_iter``, one more
+E-step makes the labels match the returned centers.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, NamedTuple
+
+from ._assign import assign, assign_and_accumulate, weighted_inertia
+from ._blocks import row_blocks
+from ._distances import sq_distance_to_own_center
+from ._empty import relocate_empty_clusters
+
+
+class IterationRecord(NamedTuple):
+    """What one Lloyd iteration did (kept in ``history_``)."""
+
+    iteration: int
+    center_shift: float
+    n_changed: int
+    seconds: float
+
+
+class LloydResult(NamedTuple):
+    """Outcome of one Lloyd run.
+
+    Attributes
+    ----------
+    centers : array of shape (k, d)
+    labels : integer array of shape (n,)
+    inertia : float
+        ``sum(w_i * ||x_i - c[label_i]||^2)`` for the returned labels.
+    n_iter : int
+    history : list of IterationRecord
+    """
+
+    centers: Any
+    labels: Any
+    inertia: float
+    n_iter: int
+    history: list
+
+
+def lloyd(
+    X: Any,
+    sample_weight: Any,
+    centers_init: Any,
+    *,
+    max_iter: int,
+    tol: float,
+    rows_per_block: int,
+    xp: Any,
+    on_iteration: Callable[[IterationRecord], None] | None = None,
+) -> LloydResult:
+    """Run Lloyd iterations from ``centers_init``.
+
+    Parameters
+    ----------
+    X : array of shape (n, d), float32 or float64
+    sample_weight : array of shape (n,), same dtype
+    centers_init : array of shape (k, d)
+    max_iter : int
+    tol : float
+        Absolute tolerance on the sum of squared center shifts.
+    rows_per_block : int
+        Rows per assignment block (memory budget).
+    xp : namespace
+    on_iteration : callable or None
+        Called with an :class:`IterationRecord` after every iteration.
+
+    Returns
+    -------
+    LloydResult
+    """
+    centers = centers_init
+    labels_old = None
+    labels = None
+    strict_convergence = False
+    history: list[IterationRecord] = []
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        started = time.perf_counter()
+        step = assign_and_accumulate(X, sample_weight, centers, xp=xp, rows_per_block=rows_per_block)
+        labels, sums, weights = step
+        new_centers = _centers_from_sums(X, sample_weight, centers, labels, sums, weights, xp=xp, rows_per_block=rows_per_block)
+        center_shift = float(xp.sum((new_centers - centers) ** 2))
+        centers = new_centers
+        n_changed = labels.shape[0] if labels_old is None else int(xp.sum(xp.astype(labels != labels_old, xp.int64)))
+        record = IterationRecord(n_iter, center_shift, n_changed, time.perf_counter() - started)
+        history.append(record)
+        if on_iteration is not None:
+            on_iteration(record)
+        if labels_old is not None and n_changed == 0:
+            strict_convergence = True
+            break
+        if center_shift <= tol:
+            break
+        labels_old = labels
+    if not strict_convergence:
+        labels = assign(X, centers, xp=xp, rows_per_block=rows_per_block).labels
+    inertia = weighted_inertia(X, sample_weight, centers, labels, xp=xp)
+    return LloydResult(centers, labels, inertia, n_iter, history)
+
+
+def _centers_from_sums(X, sample_weight, centers, labels, sums, weights, *, xp, rows_per_block):
+    """Means from weighted sums, with the empty-cluster policy applied first."""
+    if bool(xp.any(weights <= 0)):
+        point_cost = assign_cost_to_current(X, centers, labels, xp=xp, rows_per_block=rows_per_block)
+        sums, weights, still_empty = relocate_empty_clusters(
+            X, sample_weight, labels, point_cost, sums, weights, xp=xp
+        )
+    safe_weights = xp.where(weights > 0, weights, xp.ones_like(weights))
+    means = xp.astype(sums / safe_weights[:, None], X.dtype)
+    # A cluster with no weight even after relocation keeps its previous center.
+    return xp.where((weights > 0)[:, None], means, centers)
+
+
+def assign_cost_to_current(X, centers, labels, *, xp, rows_per_block):
+    """Squared distance of each point to the center it was just assigned to."""
+    parts = [
+        sq_distance_to_own_center(X[start:stop, :], centers, labels[start:stop], xp=xp)
+        for start, stop in row_blocks(X.shape[0], rows_per_block)
+    ]
+    return xp.concat(parts) if len(parts) > 1 else parts[0]

@@ -1,0 +1,226 @@
+"""Input checks shared by every estimator: shapes, dtypes, finiteness, weights.
+
+Host inputs (NumPy arrays, lists, pandas frames, memmaps) go through
+scikit-learn's own validation so feature names and its messages are kept;
+arrays of other namespaces (CuPy, PyTorch, array-api-strict) are checked with
+standard calls where they live, without a trip through host memory.
+Nothing here writes into the caller's array.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+from sklearn.utils.validation import check_array, validate_data
+
+from ._backend import backend_name, is_array_api_obj, namespace_of
+
+
+def _is_foreign_array(X: Any) -> bool:
+    """True for an array-API array that is not a NumPy array (torch, cupy...)."""
+    return is_array_api_obj(X) and not isinstance(X, np.ndarray)
+
+
+def check_data(
+    X: Any,
+    *,
+    estimator: Any = None,
+    reset: bool = True,
+    min_samples: int = 1,
+) -> Any:
+    """Validate a data matrix and return it as a floating array of its own namespace.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+        NumPy array, list, pandas DataFrame, memmap, or an array of any
+        array-API namespace (CuPy, PyTorch, array-api-strict).
+    estimator : estimator or None
+        When given, ``n_features_in_`` (and ``feature_names_in_`` for frames) are
+        set on it (``reset=True``) or checked against it (``reset=False``).
+    reset : bool
+        Whether this call is a ``fit`` (records the feature count) or a later
+        call (checks it).
+    min_samples : int
+        Fewest rows accepted.
+
+    Returns
+    -------
+    X : array of shape (n_samples, n_features), float32 or float64
+        float32 and float64 inputs keep their dtype; other real numeric dtypes
+        become float64. Never a modified view of the caller's data.
+
+    Raises
+    ------
+    ValueError
+        For 1-D, 3-D or empty input, NaN or infinity, complex values.
+    TypeError
+        For non-numeric data (strings, objects that are not numbers).
+    """
+    if _is_foreign_array(X):
+        return _check_foreign(X, estimator=estimator, reset=reset, min_samples=min_samples)
+    if hasattr(X, "toarray") or hasattr(X, "tocsr"):
+        raise TypeError(
+            "Sparse input is not supported: kgpu computes on dense arrays. "
+            "Convert it with X.toarray() if it fits in memory."
+        )
+    _reject_non_numeric(X)
+    kwargs = dict(
+        dtype=[np.float64, np.float32],
+        ensure_min_samples=min_samples,
+        ensure_all_finite=True,
+        accept_sparse=False,
+    )
+    if estimator is None:
+        return check_array(X, **kwargs)
+    return validate_data(estimator, X, reset=reset, **kwargs)
+
+
+def _reject_non_numeric(X: Any) -> None:
+    # scikit-learn would try float("abc") and raise a ValueError about a
+    # string; we name the real problem (a non-numeric dtype) first.
+    dtype = getattr(X, "dtype", None)
+    if dtype is not None and getattr(dtype, "kind", None) in ("U", "S", "M", "m"):
+        raise TypeError(
+            f"X has a non-numeric dtype ({dtype}); kgpu clusters real numbers only."
+        )
+
+
+def _check_foreign(X: Any, *, estimator: Any, reset: bool, min_samples: int) -> Any:
+    xp = namespace_of(X)
+    if X.ndim != 2:
+        raise ValueError(
+            f"Expected 2D array, got {X.ndim}D array instead: X must have shape "
+            "(n_samples, n_features); reshape 1-D data with X.reshape(-1, 1)."
+        )
+    n_samples, n_features = X.shape
+    if n_samples < min_samples:
+        raise ValueError(
+            f"Found array with {n_samples} sample(s) (shape={tuple(X.shape)}) while a "
+            f"minimum of {min_samples} is required."
+        )
+    if n_features < 1:
+        raise ValueError(
+            f"Found array with 0 feature(s) (shape={tuple(X.shape)}) while a minimum "
+            "of 1 is required."
+        )
+    if xp.isdtype(X.dtype, "complex floating"):
+        raise ValueError("Complex data not supported: X must hold real numbers.")
+    if xp.isdtype(X.dtype, "bool") or not xp.isdtype(X.dtype, "numeric"):
+        raise TypeError(
+            f"X has a non-numeric dtype ({X.dtype}); kgpu clusters real numbers only."
+        )
+    if not xp.isdtype(X.dtype, "real floating"):
+        X = xp.astype(X, xp.float64)
+    elif X.dtype not in (xp.float32, xp.float64):
+        X = xp.astype(X, xp.float32)
+    if not bool(xp.all(xp.isfinite(X))):
+        problem = "NaN" if bool(xp.any(xp.isnan(X))) else "infinity"
+        raise ValueError(
+            f"Input X contains {problem}: remove or impute non-finite values first."
+        )
+    if estimator is not None:
+        _check_n_features(estimator, n_features, reset=reset)
+    return X
+
+
+def _check_n_features(estimator: Any, n_features: int, *, reset: bool) -> None:
+    if reset:
+        estimator.n_features_in_ = n_features
+        if hasattr(estimator, "feature_names_in_"):
+            del estimator.feature_names_in_
+        return
+    expected = getattr(estimator, "n_features_in_", None)
+    if expected is not None and n_features != expected:
+        raise ValueError(
+            f"X has {n_features} features, but {type(estimator).__name__} is "
+            f"expecting {expected} features as input."
+        )
+
+
+def check_sample_weight(sample_weight: Any, X: Any, xp: Any, device: Any = None) -> Any:
+    """Validate ``sample_weight`` and return it as an array of ``xp`` in X's dtype.
+
+    Parameters
+    ----------
+    sample_weight : None, float or array-like of shape (n_samples,)
+        ``None`` gives every sample weight 1.
+    X : array of shape (n_samples, n_features)
+        Data in namespace ``xp``.
+    xp : namespace
+    device : device or None
+
+    Returns
+    -------
+    sample_weight : array of shape (n_samples,)
+
+    Raises
+    ------
+    ValueError
+        Wrong shape, negative, non-finite, or all-zero weights.
+    """
+    from ._backend import move_to, to_numpy
+
+    n_samples = X.shape[0]
+    if sample_weight is None:
+        return xp.ones(n_samples, dtype=X.dtype, device=device)
+    if isinstance(sample_weight, numbers.Number):
+        weights = np.full(n_samples, float(sample_weight))
+    elif is_array_api_obj(sample_weight):
+        weights = to_numpy(sample_weight)
+    else:
+        weights = np.asarray(sample_weight)
+    if weights.dtype.kind not in "biuf":
+        raise TypeError(f"sample_weight must be numeric, got dtype {weights.dtype}.")
+    weights = weights.astype(np.float64, copy=False)
+    if weights.ndim != 1 or weights.shape[0] != n_samples:
+        raise ValueError(
+            f"sample_weight.shape == {weights.shape}, expected ({n_samples},): "
+            "one weight per sample."
+        )
+    if not np.all(np.isfinite(weights)):
+        raise ValueError("sample_weight contains NaN or infinity.")
+    if np.any(weights < 0):
+        raise ValueError("Negative values in data passed to sample_weight.")
+    if not np.any(weights > 0):
+        raise ValueError("sample_weight sums to zero: at least one weight must be positive.")
+    dtype_name = "float32" if X.dtype == xp.float32 else "float64"
+    return move_to(weights.astype(dtype_name), xp, device)
+
+
+def check_n_clusters(n_clusters: Any, n_samples: int | None = None) -> int:
+    """Check that ``n_clusters`` is a positive int no larger than ``n_samples``."""
+    if isinstance(n_clusters, bool) or not isinstance(n_clusters, numbers.Integral):
+        raise TypeError(f"n_clusters must be an int, got {n_clusters!r}.")
+    if n_clusters < 1:
+        raise ValueError(f"n_clusters must be >= 1, got {n_clusters}.")
+    if n_samples is not None and n_samples < n_clusters:
+        raise ValueError(
+            f"n_samples={n_samples} should be >= n_clusters={n_clusters}."
+        )
+    return int(n_clusters)
+
+
+def check_positive_int(value: Any, name: str, *, minimum: int = 1) -> int:
+    """Check an integer parameter and name it in the error."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
+    return int(value)
+
+
+def check_non_negative_float(value: Any, name: str) -> float:
+    """Check a real, finite, non-negative parameter and name it in the error."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}.")
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be finite and >= 0, got {value}.")
+    return float(value)
+
+
+def describe_namespace(X: Any) -> str:
+    """Name of the library that holds ``X`` (for messages and summaries)."""
+    return backend_name(namespace_of(X)) if is_array_api_obj(X) else "numpy"

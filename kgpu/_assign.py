@@ -1,6 +1,7 @@
 """Assignment: nearest center of every row, in row blocks sized to a memory budget.
 
-These are the E-step kernels: one GEMM and one argmin per block. The fused
+These are the E-step kernels every algorithm shares: one distance block (a
+GEMM for the Euclidean metrics) and one argmin per block of rows. The fused
 :func:`assign_and_accumulate` also returns each cluster's weighted sum and
 weight, which is all the Lloyd M-step needs, so the data is read once per
 iteration.
@@ -11,8 +12,18 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from ._blocks import block_rows, map_blocks, row_blocks
-from ._distances import score_operands, sq_distance_to_own_center, sq_euclidean_scores
+from ._distances import (
+    Metric,
+    distance_bytes_per_row,
+    homogeneous_operand,
+    pairwise_distances,
+    row_sq_norms,
+    sq_distance_to_own_center,
+)
 from ._segment import segment_sum, segment_weight
+
+#: The metric of K-Means.
+SQEUCLIDEAN = Metric("sqeuclidean", 2.0)
 
 
 class Assignment(NamedTuple):
@@ -21,12 +32,13 @@ class Assignment(NamedTuple):
     Attributes
     ----------
     labels : integer array of shape (n,)
-    min_sq_dist : array of shape (n,)
-        Squared Euclidean distance to that center (exact, not expanded).
+    min_dist : array of shape (n,)
+        Distance to that center under the metric (for ``"sqeuclidean"`` the
+        squared distance, computed exactly as ``||x - c||^2``, not expanded).
     """
 
     labels: Any
-    min_sq_dist: Any
+    min_dist: Any
 
 
 class Accumulation(NamedTuple):
@@ -46,46 +58,92 @@ class Accumulation(NamedTuple):
     weights: Any
 
 
-def assignment_block_rows(n_rows: int, n_clusters: int, n_features: int, itemsize: int, xp: Any, budget_mib: float | None = None) -> int:
-    """Rows per assignment block: the ``(b, k)`` scores and a ``(b, d)`` gather fit the budget."""
-    return block_rows(n_rows, (n_clusters + n_features + 2) * itemsize, xp, budget_mib)
+def itemsize(X: Any, xp: Any) -> int:
+    """Bytes per element of a float32 / float64 array."""
+    return 4 if X.dtype == xp.float32 else 8
 
 
-def nearest_centers(x_block: Any, neg2_centers_t: Any, center_sq_norms: Any, *, xp: Any) -> Any:
-    """Index of the nearest center for every row of one block: shape ``(b,)``."""
-    scores = sq_euclidean_scores(x_block, neg2_centers_t, center_sq_norms, xp=xp)
-    return xp.argmin(scores, axis=1)
+def assignment_block_rows(
+    n_rows: int,
+    n_clusters: int,
+    n_features: int,
+    itemsize: int,
+    xp: Any,
+    budget_mib: float | None = None,
+    metric: Metric = SQEUCLIDEAN,
+) -> int:
+    """Rows per assignment block so that its distance block fits the budget."""
+    return block_rows(n_rows, distance_bytes_per_row(metric, n_clusters, n_features, itemsize), xp, budget_mib)
 
 
-def assign(X: Any, centers: Any, *, xp: Any, rows_per_block: int | None = None) -> Assignment:
-    """Nearest center and squared distance to it for every row of ``X``.
+def center_scores(x_block: Any, operand: Any, *, xp: Any) -> Any:
+    """``||c||^2 - 2 x.c`` for every row and center, ``(b, k)``: same argmin as the distance.
+
+    Parameters
+    ----------
+    x_block : array of shape (b, d) or (b, d + 1)
+        Plain rows, or homogeneous rows ``[x, 1]`` (then the result is one GEMM).
+    operand : array of shape (d + 1, k)
+        From :func:`kgpu._distances.homogeneous_operand`.
+    """
+    if x_block.shape[1] == operand.shape[0]:
+        return xp.matmul(x_block, operand)
+    scores = xp.matmul(x_block, operand[:-1, :])
+    scores += operand[-1, :]
+    return scores
+
+
+def assign(
+    X: Any,
+    centers: Any,
+    *,
+    xp: Any,
+    metric: Metric = SQEUCLIDEAN,
+    rows_per_block: int | None = None,
+    budget_mib: float | None = None,
+) -> Assignment:
+    """Nearest center and the distance to it for every row of ``X``.
 
     Parameters
     ----------
     X : array of shape (n, d)
     centers : array of shape (k, d)
     xp : namespace
+    metric : Metric
+        From :func:`kgpu._distances.check_metric`; default squared Euclidean.
     rows_per_block : int or None
-        Block height (default: from the backend's memory budget).
+        Block height (default: from the memory budget).
+    budget_mib : float or None
+        Memory budget of one block in MiB (default: the backend's).
 
     Returns
     -------
     Assignment
+        Ties go to the lowest center index.
     """
     n_rows, n_features = X.shape
     if rows_per_block is None:
-        rows_per_block = assignment_block_rows(n_rows, centers.shape[0], n_features, itemsize(X, xp), xp)
-    neg2_centers_t, center_sq_norms = score_operands(centers, xp=xp)
+        rows_per_block = assignment_block_rows(
+            n_rows, centers.shape[0], n_features, itemsize(X, xp), xp, budget_mib, metric
+        )
+    if metric.name in ("sqeuclidean", "euclidean"):
+        operand = homogeneous_operand(centers, xp=xp)
 
-    def one_block(start: int, stop: int) -> tuple[Any, Any]:
-        x_block = X[start:stop, :]
-        labels_block = nearest_centers(x_block, neg2_centers_t, center_sq_norms, xp=xp)
-        return labels_block, sq_distance_to_own_center(x_block, centers, labels_block, xp=xp)
+        def one_block(start: int, stop: int) -> tuple[Any, Any]:
+            x_block = X[start:stop, :]
+            labels_block = xp.argmin(center_scores(x_block, operand, xp=xp), axis=1)
+            sq_dist = sq_distance_to_own_center(x_block, centers, labels_block, xp=xp)
+            return labels_block, sq_dist if metric.name == "sqeuclidean" else xp.sqrt(sq_dist)
+
+    else:
+        center_sq_norms = row_sq_norms(centers, xp=xp)
+
+        def one_block(start: int, stop: int) -> tuple[Any, Any]:
+            distances = pairwise_distances(X[start:stop, :], centers, metric, xp=xp, center_sq_norms=center_sq_norms)
+            return xp.argmin(distances, axis=1), xp.min(distances, axis=1)
 
     parts = map_blocks(one_block, row_blocks(n_rows, rows_per_block), xp)
-    labels = xp.concat([labels_block for labels_block, _ in parts])
-    min_sq_dist = xp.concat([dist_block for _, dist_block in parts])
-    return Assignment(labels, min_sq_dist)
+    return Assignment(_concat([part[0] for part in parts], xp), _concat([part[1] for part in parts], xp))
 
 
 def assign_and_accumulate(
@@ -96,11 +154,14 @@ def assign_and_accumulate(
     xp: Any,
     rows_per_block: int,
 ) -> Accumulation:
-    """Fused Lloyd E-step and M-step sums.
+    """Fused Lloyd E-step and M-step sums (squared Euclidean).
 
     Parameters
     ----------
-    X : array of shape (n, d)
+    X : array of shape (n, d) or (n, d + 1)
+        Plain rows, or homogeneous rows ``[x, 1]`` from
+        :func:`kgpu._distances.homogeneous`: then the scores are a single GEMM
+        and one segmented sum yields both the sums and the weights.
     sample_weight : array of shape (n,)
     centers : array of shape (k, d)
     xp : namespace
@@ -113,40 +174,54 @@ def assign_and_accumulate(
         drift with the number of blocks.
     """
     n_rows = X.shape[0]
-    n_clusters = centers.shape[0]
-    neg2_centers_t, center_sq_norms = score_operands(centers, xp=xp)
+    n_clusters, n_features = centers.shape
+    is_homogeneous = X.shape[1] == n_features + 1
+    operand = homogeneous_operand(centers, xp=xp)
 
     def one_block(start: int, stop: int) -> tuple[Any, Any, Any]:
         x_block = X[start:stop, :]
         weight_block = sample_weight[start:stop]
-        labels_block = nearest_centers(x_block, neg2_centers_t, center_sq_norms, xp=xp)
-        sums = segment_sum(x_block, labels_block, n_clusters, weight_block, xp=xp)
+        labels_block = xp.argmin(center_scores(x_block, operand, xp=xp), axis=1)
+        sums = xp.astype(segment_sum(x_block, labels_block, n_clusters, weight_block, xp=xp), xp.float64)
+        if is_homogeneous:
+            # The column of ones sums to the weight of each cluster.
+            return labels_block, sums[:, :n_features], sums[:, n_features]
         weights = segment_weight(labels_block, n_clusters, weight_block, xp=xp, dtype=xp.float64)
-        return labels_block, xp.astype(sums, xp.float64), weights
+        return labels_block, sums, weights
 
     parts = map_blocks(one_block, row_blocks(n_rows, rows_per_block), xp)
-    labels = xp.concat([part[0] for part in parts]) if len(parts) > 1 else parts[0][0]
-    sums = parts[0][1]
-    weights = parts[0][2]
+    sums, weights = parts[0][1], parts[0][2]
     for _, block_sums, block_weights in parts[1:]:
         sums = sums + block_sums
         weights = weights + block_weights
-    return Accumulation(labels, sums, weights)
+    return Accumulation(_concat([part[0] for part in parts], xp), sums, weights)
 
 
-def weighted_inertia(X: Any, sample_weight: Any, centers: Any, labels: Any, *, xp: Any, rows_per_block: int | None = None) -> float:
+def weighted_sum(values: Any, sample_weight: Any, *, xp: Any) -> float:
+    """``sum(w_i * v_i)`` accumulated in float64, as a Python float."""
+    return float(xp.sum(xp.astype(values, xp.float64) * xp.astype(sample_weight, xp.float64)))
+
+
+def weighted_inertia(
+    X: Any,
+    sample_weight: Any,
+    centers: Any,
+    labels: Any,
+    *,
+    xp: Any,
+    rows_per_block: int | None = None,
+) -> float:
     """``sum(w_i * ||x_i - c[label_i]||^2)``, computed exactly (no expansion), as a float."""
     n_rows, n_features = X.shape
     if rows_per_block is None:
         rows_per_block = assignment_block_rows(n_rows, 1, n_features, itemsize(X, xp), xp)
 
-    def one_block(start: int, stop: int) -> Any:
+    def one_block(start: int, stop: int) -> float:
         dist = sq_distance_to_own_center(X[start:stop, :], centers, labels[start:stop], xp=xp)
-        return xp.sum(xp.astype(dist * sample_weight[start:stop], xp.float64))
+        return weighted_sum(dist, sample_weight[start:stop], xp=xp)
 
-    return float(sum(float(part) for part in map_blocks(one_block, row_blocks(n_rows, rows_per_block), xp)))
+    return float(sum(map_blocks(one_block, row_blocks(n_rows, rows_per_block), xp)))
 
 
-def itemsize(X: Any, xp: Any) -> int:
-    """Bytes per element of a float32 / float64 array."""
-    return 4 if X.dtype == xp.float32 else 8
+def _concat(parts: list, xp: Any) -> Any:
+    return parts[0] if len(parts) == 1 else xp.concat(parts)

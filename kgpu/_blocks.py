@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from typing import Any, Callable, Sequence, TypeVar
 
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from ._backend import backend_name
 
@@ -32,6 +32,7 @@ DEFAULT_BLOCK_MIB = {"numpy": 8, "array_api_strict": 8, "torch": 64, "cupy": 512
 
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
+_CONTROLLER: ThreadpoolController | None = None
 
 
 def cpu_threads() -> int:
@@ -94,16 +95,72 @@ def map_blocks(
     """Apply ``fn(start, stop)`` to every block and return the results in order.
 
     NumPy blocks run concurrently on the module's thread pool; other backends
-    run them one after the other.
+    run them one after the other. A block that runs out of (device) memory is
+    split in two and retried, so the list may hold more results than
+    ``blocks``; callers concatenate or add the results, never count them.
+
+    Raises
+    ------
+    MemoryError
+        When even a single row does not fit, naming the setting to lower.
     """
     if backend_name(xp) != "numpy" or len(blocks) < 2 or cpu_threads() < 2:
-        return [fn(start, stop) for start, stop in blocks]
+        return [result for start, stop in blocks for result in _run_splitting(fn, start, stop)]
     with single_threaded_blas():
-        return list(_pool().map(lambda block: fn(*block), blocks))
+        per_block = list(_pool().map(lambda block: _run_splitting(fn, *block), blocks))
+    return [result for results in per_block for result in results]
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for a host or device allocation failure (NumPy, CuPy, PyTorch)."""
+    if isinstance(exc, MemoryError):  # NumPy, and CuPy's OutOfMemoryError
+        return True
+    return type(exc).__name__ in ("OutOfMemoryError", "OutOfMemoryException") or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    )
+
+
+def _run_splitting(fn: Callable[[int, int], T], start: int, stop: int) -> list[T]:
+    try:
+        return [fn(start, stop)]
+    except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled
+        if not is_out_of_memory(exc):
+            raise
+        if stop - start <= 1:
+            raise MemoryError(
+                "A single row's distance block does not fit in memory: lower "
+                "`working_memory`, use fewer clusters, or compute on the host "
+                "(backend='numpy')."
+            ) from exc
+    _release_cached_device_memory()
+    middle = (start + stop) // 2
+    return _run_splitting(fn, start, middle) + _run_splitting(fn, middle, stop)
+
+
+def _release_cached_device_memory() -> None:
+    """Give the GPU memory pools' cached blocks back before retrying smaller."""
+    import sys
+
+    if "cupy" in sys.modules:
+        try:
+            sys.modules["cupy"].get_default_memory_pool().free_all_blocks()
+        except Exception:  # noqa: BLE001 - best effort only
+            pass
+    if "torch" in sys.modules:
+        try:
+            torch = sys.modules["torch"]
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def single_threaded_blas():
     """Context holding BLAS to one thread (each pool worker is one core)."""
+    global _CONTROLLER
     if cpu_threads() < 2:
         return nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+    if _CONTROLLER is None:
+        # Inspecting the loaded libraries costs milliseconds: do it once.
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1, user_api="blas")

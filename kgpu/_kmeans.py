@@ -13,9 +13,10 @@ from ._assign import assign, assignment_block_rows, itemsize as _itemsize, weigh
 from ._backend import device_of, is_array_api_obj, move_to, namespace_of, resolve_compute, to_numpy
 from ._base import CentroidEstimatorMixin, Placement, fitted_backend_name
 from ._blocks import block_rows, map_blocks, row_blocks
-from ._distances import row_sq_norms, sq_euclidean
+from ._distances import homogeneous, row_sq_norms, sq_euclidean
 from ._init import forgy_indices, kmeans_plusplus_indices, random_partition_centers, take_rows
 from ._lloyd import lloyd
+from ._segment import segment_weight
 from ._validation import (
     check_data,
     check_n_clusters,
@@ -65,9 +66,11 @@ of shape (n_clusters, n_features), default="k-means++"
         Seeds every random draw. Draws are made on the host, so a seed gives
         the same initial centers on every backend.
     copy_x : bool, default=True
-        Center a copy of the data before clustering (better precision of the
-        ``||x||^2 - 2x.c + ||c||^2`` expansion, as scikit-learn does). With
-        ``False`` no centered copy is made, saving one copy of ``X`` in memory.
+        Center the working copy of the data before clustering (better
+        precision of the ``||x||^2 - 2x.c + ||c||^2`` expansion, as
+        scikit-learn does). kgpu never modifies ``X``: it always clusters a
+        copy in homogeneous coordinates (one extra copy of ``X`` in memory);
+        ``False`` only skips the centering.
     backend : {None, "auto", "numpy", "cupy", "torch", "array_api_strict"}, default=None
         Library that computes. ``None`` computes where the input lives;
         ``"auto"`` picks a GPU when one is present. Results always come back
@@ -168,33 +171,34 @@ of shape (n_clusters, n_features), default="k-means++"
         random_state = check_random_state(self.random_state)
         init_centers = self._explicit_init_centers(placement, n_clusters)
 
-        offset = None
-        if self.copy_x:
-            # Clustering the centered data is the same problem with smaller
-            # magnitudes, so the GEMM expansion loses less precision.
-            offset = weighted_mean(X_fit, sample_weight, xp=xp)
-            X_fit = X_fit - offset
-        absolute_tol = tol * mean_feature_variance(X_fit, sample_weight, xp=xp) if tol > 0 else 0.0
+        # Lloyd works on its own copy in homogeneous coordinates, [x - mean, 1]:
+        # centering makes the ||x||^2 - 2x.c + ||c||^2 expansion lose less
+        # precision (as scikit-learn does), and the column of ones turns the
+        # scores into one GEMM. The caller's X is never touched.
+        offset = weighted_mean(X_fit, sample_weight, xp=xp) if self.copy_x else None
+        design = homogeneous(X_fit, xp=xp, offset=offset)
+        X_work = design[:, :-1]
+        absolute_tol = tol * mean_feature_variance(X_work, sample_weight, xp=xp) if tol > 0 else 0.0
         rows_per_block = assignment_block_rows(
             n_samples, n_clusters, n_features, _itemsize(X_fit, xp), xp, self.working_memory
         )
-        x_sq_norms = row_sq_norms(X_fit, xp=xp) if self._init_name() == "k-means++" else None
+        x_sq_norms = row_sq_norms(X_work, xp=xp) if self._init_name() == "k-means++" else None
 
         best = None
         for run in range(n_init):
             if init_centers is not None:
                 centers = init_centers if offset is None else init_centers - offset
             else:
-                centers = self._initial_centers(X, X_fit, offset, sample_weight, n_clusters, random_state, x_sq_norms, placement)
+                centers = self._initial_centers(X, X_work, offset, sample_weight, n_clusters, random_state, x_sq_norms, placement)
             result = lloyd(
-                X_fit, sample_weight, centers, max_iter=max_iter, tol=absolute_tol,
+                design, sample_weight, centers, max_iter=max_iter, tol=absolute_tol,
                 rows_per_block=rows_per_block, xp=xp, on_iteration=self._printer(run),
             )
             if best is None or result.inertia < best.inertia:
                 best = result
 
         centers = best.centers if offset is None else best.centers + offset
-        n_distinct = int(xp.unique_values(best.labels).shape[0])
+        n_distinct = int(xp.sum(xp.astype(segment_weight(best.labels, n_clusters, xp=xp) > 0, xp.int64)))
         if n_distinct < n_clusters:
             warnings.warn(
                 f"Number of distinct clusters ({n_distinct}) found smaller than "
@@ -336,27 +340,41 @@ of shape (n_clusters, n_features), default="k-means++"
 
 
 def weighted_mean(X: Any, sample_weight: Any, *, xp: Any) -> Any:
-    """Weighted mean of the rows: shape ``(d,)``, dtype of ``X``."""
-    total = xp.sum(xp.astype(sample_weight, xp.float64))
-    mean = xp.astype(xp.matmul(xp.astype(sample_weight, xp.float64), xp.astype(X, xp.float64)), xp.float64) / total
-    return xp.astype(mean, X.dtype)
+    """Weighted mean of the rows: shape ``(d,)``, dtype of ``X`` (accumulated in float64)."""
+    weights64 = xp.astype(sample_weight, xp.float64)
+
+    def block_sum(start: int, stop: int) -> Any:
+        return xp.matmul(weights64[start:stop], xp.astype(X[start:stop, :], xp.float64))
+
+    total = _sum_over_blocks(block_sum, X, xp)
+    return xp.astype(total / xp.sum(weights64), X.dtype)
 
 
 def mean_feature_variance(X: Any, sample_weight: Any, *, xp: Any) -> float:
-    """Mean over features of the weighted variance (scikit-learn's ``tol`` scale)."""
+    """Mean over features of the weighted variance (scikit-learn's ``tol`` scale).
+
+    Two passes (mean, then squared deviations), so a large offset does not
+    cancel the variance away.
+    """
     weights64 = xp.astype(sample_weight, xp.float64)
-    total = float(xp.sum(weights64))
+    mean = xp.astype(weighted_mean(X, sample_weight, xp=xp), xp.float64)
+
+    def block_sq_dev(start: int, stop: int) -> Any:
+        deviation = xp.astype(X[start:stop, :], xp.float64) - mean
+        return xp.matmul(weights64[start:stop], deviation * deviation)
+
+    variances = _sum_over_blocks(block_sq_dev, X, xp) / xp.sum(weights64)
+    return float(xp.mean(variances))
+
+
+def _sum_over_blocks(block_fn: Callable[[int, int], Any], X: Any, xp: Any) -> Any:
+    """Sum of ``block_fn(start, stop)`` over float64-sized row blocks of ``X``."""
     rows = block_rows(X.shape[0], X.shape[1] * 8 * 2, xp)
-
-    def moments(start: int, stop: int) -> tuple[Any, Any]:
-        block = xp.astype(X[start:stop, :], xp.float64)
-        w = weights64[start:stop]
-        return xp.matmul(w, block), xp.matmul(w, block * block)
-
-    parts = map_blocks(moments, row_blocks(X.shape[0], rows), xp)
-    first = sum(to_numpy(p[0]) for p in parts) / total
-    second = sum(to_numpy(p[1]) for p in parts) / total
-    return float(np.mean(np.maximum(second - first**2, 0.0)))
+    parts = map_blocks(block_fn, row_blocks(X.shape[0], rows), xp)
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return total
 
 
 def kmeans_plusplus(

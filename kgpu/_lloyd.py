@@ -2,7 +2,9 @@
 
 Each iteration is one fused pass over the data (:func:`assign_and_accumulate`):
 nearest centers by one GEMM and argmin per block, and per-cluster weighted sums
-by a segmented sum. Convergence follows scikit-learn's ``lloyd`` exactly:
+by a segmented sum. The data comes in homogeneous coordinates ``[x, 1]``
+(:func:`kgpu._distances.homogeneous`), which makes the scores a single GEMM and
+the cluster weights a by-product of the sums. Convergence follows scikit-learn's ``lloyd`` exactly:
 stop when the labels do not change, or when the total squared center shift is
 at most ``tol``; if the loop ended on the shift or ``max_iter``, one more
 E-step makes the labels match the returned centers.
@@ -13,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, NamedTuple
 
-from ._assign import assign, assign_and_accumulate, weighted_inertia
+from ._assign import assign, assign_and_accumulate, weighted_inertia, weighted_sum
 from ._blocks import row_blocks
 from ._distances import sq_distance_to_own_center
 from ._empty import relocate_empty_clusters
@@ -49,7 +51,7 @@ class LloydResult(NamedTuple):
 
 
 def lloyd(
-    X: Any,
+    design: Any,
     sample_weight: Any,
     centers_init: Any,
     *,
@@ -63,7 +65,8 @@ def lloyd(
 
     Parameters
     ----------
-    X : array of shape (n, d), float32 or float64
+    design : array of shape (n, d + 1), float32 or float64
+        The data in homogeneous coordinates, ``[x, 1]``.
     sample_weight : array of shape (n,), same dtype
     centers_init : array of shape (k, d)
     max_iter : int
@@ -79,6 +82,7 @@ def lloyd(
     -------
     LloydResult
     """
+    X = design[:, :-1]
     centers = centers_init
     labels_old = None
     labels = None
@@ -87,7 +91,7 @@ def lloyd(
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
         started = time.perf_counter()
-        step = assign_and_accumulate(X, sample_weight, centers, xp=xp, rows_per_block=rows_per_block)
+        step = assign_and_accumulate(design, sample_weight, centers, xp=xp, rows_per_block=rows_per_block)
         labels, sums, weights = step
         new_centers = _centers_from_sums(X, sample_weight, centers, labels, sums, weights, xp=xp, rows_per_block=rows_per_block)
         center_shift = float(xp.sum((new_centers - centers) ** 2))
@@ -103,9 +107,13 @@ def lloyd(
         if center_shift <= tol:
             break
         labels_old = labels
-    if not strict_convergence:
-        labels = assign(X, centers, xp=xp, rows_per_block=rows_per_block).labels
-    inertia = weighted_inertia(X, sample_weight, centers, labels, xp=xp)
+    if strict_convergence:
+        # The last update averaged unchanged labels: they fit the returned centers.
+        inertia = weighted_inertia(X, sample_weight, centers, labels, xp=xp, rows_per_block=rows_per_block)
+    else:
+        final = assign(X, centers, xp=xp, rows_per_block=rows_per_block)
+        labels = final.labels
+        inertia = weighted_sum(final.min_dist, sample_weight, xp=xp)
     return LloydResult(centers, labels, inertia, n_iter, history)
 
 

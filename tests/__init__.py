@@ -1,0 +1,1 @@
+"""kgpu test suite (a package so the tests can share :mod:`tests._helpers`)."""

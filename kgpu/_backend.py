@@ -197,3 +197,15 @@ def resolve_compute(backend: str | None, device: Any, x: Any) -> tuple[Any, Any]
     if not cuda_available():
         raise RuntimeError("backend='cupy' was asked for, but CuPy finds no CUDA device.")
     return xp_cupy, cupy.cuda.Device(0 if device is None else device)
+
+
+def synchronize(backend: str) -> None:
+    """Wait for work queued on a GPU backend, so that a timing is honest."""
+    if backend == "cupy":
+        import cupy
+
+        cupy.cuda.Device().synchronize()
+    elif backend == "torch" and torch_cuda_available():
+        import torch
+
+        torch.cuda.synchronize()

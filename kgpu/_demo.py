@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import best_backend, move_to, resolve_compute, to_numpy
+from ._backend import best_backend, move_to, resolve_compute, synchronize, to_numpy
 
 
 def demo_data(n_samples: int = 300_000, n_features: int = 16, n_clusters: int = 8, random_state: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -49,7 +49,7 @@ def run_demo(
     model.fit(X_device)  # warm-up: kernels compiled, pools created
     started = time.perf_counter()
     model.fit(X_device)
-    _synchronize(name)
+    synchronize(name)
     seconds = time.perf_counter() - started
     summary = {
         "backend": model.backend_,
@@ -67,16 +67,3 @@ def run_demo(
         for key, value in summary.items():
             printer(f"{key:<{width}}  {value}")
     return summary
-
-
-def _synchronize(backend: str) -> None:
-    """Wait for queued GPU work so the timing is honest."""
-    if backend == "cupy":
-        import cupy
-
-        cupy.cuda.Device().synchronize()
-    elif backend == "torch":
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()

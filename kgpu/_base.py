@@ -13,6 +13,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Cluster
 from sklearn.utils.validation import check_is_fitted
 
 from ._backend import backend_name, device_of, move_to, namespace_of, resolve_compute
+from ._stream import StreamedRows, should_stream
 from ._validation import check_data, check_sample_weight
 
 
@@ -46,12 +47,20 @@ class CentroidEstimatorMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
     Subclasses define ``backend``, ``device`` and ``working_memory`` parameters.
     """
 
-    def _place(self, X: Any, *, reset: bool, min_samples: int = 1) -> Placement:
-        """Validate ``X`` and move it to the compute namespace."""
+    def _place(self, X: Any, *, reset: bool, min_samples: int = 1, streamable: bool = False) -> Placement:
+        """Validate ``X`` and move it to the compute namespace.
+
+        With ``streamable=True`` (for code that only reads ``X`` in row blocks)
+        a memory-mapped file, or host data whose working copy would not fit
+        the compute device, stays on the host and is streamed block by block
+        (:class:`kgpu._stream.StreamedRows`).
+        """
         X_valid = check_data(X, estimator=self, reset=reset, min_samples=min_samples)
         input_xp = namespace_of(X_valid)
         input_device = device_of(X_valid)
         xp, device = resolve_compute(self.backend, self.device, X_valid)
+        if streamable and should_stream(X_valid, xp, device):
+            return Placement(StreamedRows(X_valid, xp, device), xp, device, input_xp, input_device)
         return Placement(move_to(X_valid, xp, device), xp, device, input_xp, input_device)
 
     def _place_weights(self, sample_weight: Any, placement: Placement) -> Any:

@@ -13,9 +13,12 @@ from ._assign import assign, assignment_block_rows, itemsize as _itemsize, weigh
 from ._backend import device_of, is_array_api_obj, move_to, namespace_of, resolve_compute, to_numpy
 from ._base import CentroidEstimatorMixin, Placement, fitted_backend_name
 from ._blocks import block_rows, map_blocks, row_blocks
-from ._distances import homogeneous, row_sq_norms, sq_euclidean
+from ._distances import blockwise_row_sq_norms, row_sq_norms, sq_euclidean
+from ._stream import working_copy
 from ._init import forgy_indices, kmeans_plusplus_indices, random_partition_centers, take_rows
+from ._init_parallel import kmeans_parallel_centers
 from ._lloyd import lloyd
+from ._progress import chain_callbacks, check_progress, progress_bar
 from ._segment import segment_weight
 from ._validation import (
     check_data,
@@ -25,7 +28,7 @@ from ._validation import (
     check_sample_weight,
 )
 
-INIT_METHODS = ("k-means++", "random", "random-partition")
+INIT_METHODS = ("k-means++", "k-means||", "random", "random-partition")
 
 
 class KMeans(CentroidEstimatorMixin):
@@ -40,10 +43,16 @@ class KMeans(CentroidEstimatorMixin):
     ----------
     n_clusters : int, default=8
         Number of clusters.
-    init : {"k-means++", "random", "random-partition"}, callable or array-like \
-of shape (n_clusters, n_features), default="k-means++"
+    init : {"k-means++", "k-means||", "random", "random-partition"}, callable or \
+array-like of shape (n_clusters, n_features), default="k-means++"
         - ``"k-means++"``: greedy k-means++ (``2 + log(k)`` candidates per step,
           the best kept), sampling proportional to ``sample_weight * D^2``.
+        - ``"k-means||"``: scalable k-means++ (Bahmani et al. 2012): 5 rounds
+          of oversampled ``D^2`` sampling (``2k`` expected picks per round),
+          candidates weighted by the points they attract, reduced to
+          ``n_clusters`` by weighted k-means++ and Lloyd. A few passes over the
+          data instead of ``n_clusters``: the choice for huge, streamed or
+          distributed data.
         - ``"random"``: Forgy, ``n_clusters`` distinct rows drawn with
           probability proportional to ``sample_weight``.
         - ``"random-partition"``: every row gets a random label; the initial
@@ -53,7 +62,8 @@ of shape (n_clusters, n_features), default="k-means++"
           the validated input.
     n_init : int or "auto", default="auto"
         Runs from different initial centers; the lowest inertia wins.
-        ``"auto"`` is 1 for ``"k-means++"`` and an array, 10 otherwise.
+        ``"auto"`` is 1 for ``"k-means++"``, ``"k-means||"`` and an array,
+        10 otherwise.
     max_iter : int, default=300
         Most Lloyd iterations per run.
     tol : float, default=1e-4
@@ -80,6 +90,11 @@ of shape (n_clusters, n_features), default="k-means++"
     working_memory : float or None, default=None
         Memory budget in MiB for one block of the distance matrix. ``None``
         uses a per-backend default (8 MiB on NumPy, 512 MiB on CuPy).
+    progress : bool or "auto", default=False
+        Show a progress bar (tqdm, on standard error) counting Lloyd
+        iterations, with the run number, center shift and labels changed.
+        ``"auto"`` shows it only when standard error is a terminal.
+        Independent of ``verbose``, which prints one line per iteration.
 
     Attributes
     ----------
@@ -129,6 +144,7 @@ of shape (n_clusters, n_features), default="k-means++"
         backend: str | None = None,
         device: Any = None,
         working_memory: float | None = None,
+        progress: bool | str = False,
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -141,6 +157,7 @@ of shape (n_clusters, n_features), default="k-means++"
         self.backend = backend
         self.device = device
         self.working_memory = working_memory
+        self.progress = progress
 
     # ------------------------------------------------------------------ fit
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> "KMeans":
@@ -162,7 +179,8 @@ of shape (n_clusters, n_features), default="k-means++"
         n_clusters = check_n_clusters(self.n_clusters)
         max_iter = check_positive_int(self.max_iter, "max_iter")
         tol = check_non_negative_float(self.tol, "tol")
-        placement = self._place(X, reset=True)
+        check_progress(self.progress)
+        placement = self._place(X, reset=True, streamable=True)
         xp, X_fit = placement.xp, placement.X
         n_samples, n_features = X_fit.shape
         check_n_clusters(n_clusters, n_samples)
@@ -176,26 +194,30 @@ of shape (n_clusters, n_features), default="k-means++"
         # precision (as scikit-learn does), and the column of ones turns the
         # scores into one GEMM. The caller's X is never touched.
         offset = weighted_mean(X_fit, sample_weight, xp=xp) if self.copy_x else None
-        design = homogeneous(X_fit, xp=xp, offset=offset)
+        design = working_copy(X_fit, xp=xp, offset=offset)
         X_work = design[:, :-1]
         absolute_tol = tol * mean_feature_variance(X_work, sample_weight, xp=xp) if tol > 0 else 0.0
         rows_per_block = assignment_block_rows(
             n_samples, n_clusters, n_features, _itemsize(X_fit, xp), xp, self.working_memory
         )
-        x_sq_norms = row_sq_norms(X_work, xp=xp) if self._init_name() == "k-means++" else None
+        x_sq_norms = blockwise_row_sq_norms(X_work, xp=xp) if self._init_name() == "k-means++" else None
 
         best = None
-        for run in range(n_init):
-            if init_centers is not None:
-                centers = init_centers if offset is None else init_centers - offset
-            else:
-                centers = self._initial_centers(X, X_work, offset, sample_weight, n_clusters, random_state, x_sq_norms, placement)
-            result = lloyd(
-                design, sample_weight, centers, max_iter=max_iter, tol=absolute_tol,
-                rows_per_block=rows_per_block, xp=xp, on_iteration=self._printer(run),
-            )
-            if best is None or result.inertia < best.inertia:
-                best = result
+        with progress_bar(self.progress, description=type(self).__name__, unit="iter") as bar:
+            for run in range(n_init):
+                if n_init > 1:
+                    bar.describe(f"{type(self).__name__} run {run + 1}/{n_init}")
+                if init_centers is not None:
+                    centers = init_centers if offset is None else init_centers - offset
+                else:
+                    centers = self._initial_centers(X, X_work, offset, sample_weight, n_clusters, random_state, x_sq_norms, placement)
+                result = lloyd(
+                    design, sample_weight, centers, max_iter=max_iter, tol=absolute_tol,
+                    rows_per_block=rows_per_block, xp=xp,
+                    on_iteration=chain_callbacks(self._printer(run), bar.on_iteration),
+                )
+                if best is None or result.inertia < best.inertia:
+                    best = result
 
         centers = best.centers if offset is None else best.centers + offset
         n_distinct = int(xp.sum(xp.astype(segment_weight(best.labels, n_clusters, xp=xp) > 0, xp.int64)))
@@ -226,7 +248,7 @@ of shape (n_clusters, n_features), default="k-means++"
         -------
         labels : integer array of shape (n_samples,), in the namespace of ``X``
         """
-        placement = self._place(X, reset=False)
+        placement = self._place(X, reset=False, streamable=True)
         centers = self._centers_on(placement)
         labels = assign(placement.X, centers, xp=placement.xp, rows_per_block=self._rows(placement)).labels
         return placement.to_input(labels)
@@ -242,7 +264,7 @@ of shape (n_clusters, n_features), default="k-means++"
         -------
         distances : array of shape (n_samples, n_clusters), dtype of ``X``
         """
-        placement = self._place(X, reset=False)
+        placement = self._place(X, reset=False, streamable=True)
         xp = placement.xp
         centers = self._centers_on(placement)
         center_sq_norms = row_sq_norms(centers, xp=xp)
@@ -259,7 +281,7 @@ of shape (n_clusters, n_features), default="k-means++"
 
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
         """Opposite of the (weighted) inertia of ``X`` on the fitted centers."""
-        placement = self._place(X, reset=False)
+        placement = self._place(X, reset=False, streamable=True)
         centers = self._centers_on(placement)
         weights = self._place_weights(sample_weight, placement)
         xp = placement.xp
@@ -285,7 +307,7 @@ of shape (n_clusters, n_features), default="k-means++"
                 f"shape (n_clusters, n_features); got {self.init!r}."
             )
         if self.n_init == "auto":
-            return 1 if explicit_centers or self.init == "k-means++" else 10
+            return 1 if explicit_centers or self.init in ("k-means++", "k-means||") else 10
         n_init = check_positive_int(self.n_init, "n_init")
         if explicit_centers and n_init != 1:
             warnings.warn(
@@ -322,6 +344,8 @@ of shape (n_clusters, n_features), default="k-means++"
         if self.init == "k-means++":
             indices = kmeans_plusplus_indices(X_fit, n_clusters, sample_weight, random_state, xp=xp, x_sq_norms=x_sq_norms)
             return take_rows(X_fit, indices, xp=xp)
+        if self.init == "k-means||":
+            return kmeans_parallel_centers(X_fit, n_clusters, sample_weight, random_state, xp=xp)
         if self.init == "random":
             return take_rows(X_fit, forgy_indices(X_fit.shape[0], n_clusters, sample_weight, random_state), xp=xp)
         return random_partition_centers(X_fit, n_clusters, sample_weight, random_state, xp=xp)

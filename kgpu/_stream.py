@@ -1,0 +1,184 @@
+"""Data larger than the compute device: rows streamed from host memory a block at a time.
+
+:class:`StreamedRows` wraps a host matrix (a NumPy array or a memory-mapped
+``.npy``) and looks enough like an ``(n, d)`` device array for the block
+kernels: ``shape``, ``dtype``, ``ndim`` and ``X[start:stop, :]``, which reads
+those rows, moves them to the compute device and applies the working-copy
+transform (centering, homogeneous coordinates) on the way. Every kernel that
+walks row blocks (assignment, Lloyd's fused step, inertia, k-means++) therefore
+runs unchanged on streamed data, and the device only ever holds one block (per
+worker) plus the centers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._backend import backend_name, move_to
+
+#: Fraction of the free memory the working copy may take before fits stream instead.
+RESIDENT_FRACTION = 0.5
+
+
+class StreamedRows:
+    """A host matrix read onto the compute device one row block at a time.
+
+    Parameters
+    ----------
+    host : numpy.ndarray or numpy.memmap of shape (n, d)
+        Never written to.
+    xp : namespace
+        Compute namespace.
+    device : object
+        Compute device.
+    offset : array of shape (d,) or None
+        Subtracted from every row on the way (a device array of ``xp``).
+    homogeneous : bool
+        Append a column of ones (``[x - offset, 1]``, see
+        :func:`kgpu._distances.homogeneous`).
+
+    Attributes
+    ----------
+    shape : tuple of int
+        ``(n, d)`` or ``(n, d + 1)`` when homogeneous.
+    dtype : dtype of ``xp``
+    """
+
+    ndim = 2
+
+    def __init__(self, host: np.ndarray, xp: Any, device: Any, *, offset: Any = None, homogeneous: bool = False):
+        self.host = host
+        self.xp = xp
+        self.device = device
+        self.offset = offset
+        self.homogeneous = homogeneous
+        n_rows, n_features = host.shape
+        self.shape = (n_rows, n_features + 1 if homogeneous else n_features)
+        self.dtype = xp.float32 if host.dtype == np.float32 else xp.float64
+
+    def __repr__(self) -> str:
+        return (
+            f"StreamedRows(shape={self.shape}, dtype={self.host.dtype}, to={backend_name(self.xp)}:{self.device}, "
+            f"centered={self.offset is not None}, homogeneous={self.homogeneous})"
+        )
+
+    def without_ones(self) -> "StreamedRows":
+        """The same rows without the homogeneous column (``design[:, :-1]``)."""
+        return StreamedRows(self.host, self.xp, self.device, offset=self.offset, homogeneous=False)
+
+    def __getitem__(self, key: Any) -> Any:
+        rows, columns = key if isinstance(key, tuple) else (key, slice(None))
+        if rows == slice(None) and self.homogeneous and columns == slice(None, -1):
+            return self.without_ones()
+        if not isinstance(rows, slice) or rows.step not in (None, 1) or columns != slice(None):
+            raise TypeError(f"StreamedRows supports X[start:stop, :] and X[:, :-1], got {key!r}.")
+        return self._to_device(self.host[rows])
+
+    def take(self, indices: np.ndarray) -> Any:
+        """Rows ``indices`` (host integers) on the compute device, transformed."""
+        return self._to_device(self.host[np.asarray(indices, dtype=np.int64)])
+
+    def _to_device(self, host_rows: np.ndarray) -> Any:
+        xp = self.xp
+        block = move_to(np.ascontiguousarray(host_rows), xp, self.device)
+        if self.offset is not None:
+            block = block - self.offset
+        if self.homogeneous:
+            ones = xp.ones((block.shape[0], 1), dtype=block.dtype, device=self.device)
+            block = xp.concat([block, ones], axis=1)
+        return block
+
+
+def working_copy(X: Any, *, xp: Any, offset: Any = None) -> Any:
+    """Lloyd's working copy ``[X - offset, 1]``: a new device array, or streamed when ``X`` is.
+
+    Parameters
+    ----------
+    X : array of shape (n, d) or StreamedRows
+    xp : namespace
+    offset : array of shape (d,) or None
+
+    Returns
+    -------
+    design : array of shape (n, d + 1) or StreamedRows
+    """
+    if isinstance(X, StreamedRows):
+        return StreamedRows(X.host, X.xp, X.device, offset=offset, homogeneous=True)
+    from ._distances import homogeneous
+
+    return homogeneous(X, xp=xp, offset=offset)
+
+
+def take_rows(X: Any, indices: Any, *, xp: Any) -> Any:
+    """``X[indices]`` on the compute device, for a device array or :class:`StreamedRows`.
+
+    Parameters
+    ----------
+    X : array of shape (n, d) or StreamedRows
+    indices : host integer array, or integer array of ``xp``
+    xp : namespace
+    """
+    if isinstance(X, StreamedRows):
+        if not isinstance(indices, np.ndarray):
+            from ._backend import to_numpy
+
+            indices = to_numpy(indices)
+        return X.take(indices)
+    if isinstance(indices, np.ndarray) or isinstance(indices, (list, tuple)):
+        from ._backend import device_of
+
+        indices = xp.asarray(np.asarray(indices, dtype=np.int64), device=device_of(X))
+    return xp.take(X, indices, axis=0)
+
+
+def is_memmap(X: Any) -> bool:
+    """True for a NumPy memmap or a view of one (as ``np.load(mmap_mode="r")`` gives)."""
+    while isinstance(X, np.ndarray):
+        if isinstance(X, np.memmap):
+            return True
+        X = X.base
+    return isinstance(X, np.memmap)
+
+
+def free_memory_bytes(xp: Any, device: Any) -> int | None:
+    """Free memory of the compute device (host RAM for CPU backends), or None if unknown."""
+    name = backend_name(xp)
+    try:
+        if name == "cupy":
+            import cupy
+
+            with cupy.cuda.Device(device if isinstance(device, int) else getattr(device, "id", 0)):
+                free, _ = cupy.cuda.runtime.memGetInfo()
+            # Blocks cached by CuPy's pool are free to kgpu too.
+            return int(free + cupy.get_default_memory_pool().free_bytes())
+        if name == "torch" and str(device).startswith("cuda"):
+            import torch
+
+            free, _ = torch.cuda.mem_get_info(device)
+            return int(free)
+        import os
+
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except Exception:  # noqa: BLE001 - unknown is a fine answer
+        return None
+
+
+def should_stream(X_host: Any, xp: Any, device: Any) -> bool:
+    """Whether a fit on host data must stream rather than copy it whole to the device.
+
+    Memory-mapped files always stream (that is why they are memory-mapped).
+    Other host arrays stream when the working copy (``n x (d + 1)``) would take
+    more than :data:`RESIDENT_FRACTION` of the device's free memory.
+    """
+    if not isinstance(X_host, np.ndarray):
+        return False
+    if is_memmap(X_host):
+        return True
+    free = free_memory_bytes(xp, device)
+    if free is None:
+        return False
+    n_rows, n_features = X_host.shape
+    working_copy = n_rows * (n_features + 1) * X_host.dtype.itemsize
+    return working_copy > RESIDENT_FRACTION * free

@@ -146,6 +146,52 @@ def assign(
     return Assignment(_concat([part[0] for part in parts], xp), _concat([part[1] for part in parts], xp))
 
 
+def distance_matrix(
+    X: Any,
+    centers: Any,
+    *,
+    xp: Any,
+    metric: Metric = SQEUCLIDEAN,
+    rows_per_block: int | None = None,
+    budget_mib: float | None = None,
+) -> Any:
+    """All distances ``(n, k)`` from the rows of ``X`` to ``centers``, computed in row blocks.
+
+    Euclidean distances of float32 data are computed in float64 and rounded
+    once (as scikit-learn's ``euclidean_distances`` does): the expansion
+    ``||x||^2 - 2 x.c + ||c||^2`` would otherwise lose most digits of small
+    distances.
+
+    Parameters
+    ----------
+    X : array of shape (n, d) or StreamedRows
+    centers : array of shape (k, d)
+    xp : namespace
+    metric : Metric
+    rows_per_block : int or None
+    budget_mib : float or None
+
+    Returns
+    -------
+    distances : array of shape (n, k), dtype of ``X``
+    """
+    n_rows, n_features = X.shape
+    if rows_per_block is None:
+        rows_per_block = assignment_block_rows(n_rows, centers.shape[0], n_features, 8, xp, budget_mib, metric)
+    upcast = metric.name in ("sqeuclidean", "euclidean") and X.dtype == xp.float32
+    centers_work = xp.astype(centers, xp.float64) if upcast else centers
+    center_sq_norms = row_sq_norms(centers_work, xp=xp)
+
+    def one_block(start: int, stop: int) -> Any:
+        x_block = X[start:stop, :]
+        if upcast:
+            x_block = xp.astype(x_block, xp.float64)
+        distances = pairwise_distances(x_block, centers_work, metric, xp=xp, center_sq_norms=center_sq_norms)
+        return xp.astype(distances, X.dtype) if upcast else distances
+
+    return _concat(map_blocks(one_block, row_blocks(n_rows, rows_per_block), xp), xp)
+
+
 def assign_and_accumulate(
     X: Any,
     sample_weight: Any,

@@ -93,6 +93,10 @@ def move_to(x: Any, xp: Any, device: Any = None) -> Any:
         except Exception:  # noqa: BLE001 - fall back to the always-working host route
             pass
     host = to_numpy(x)
+    if not host.flags.writeable and backend_name(xp) == "torch":
+        # torch would share a read-only buffer (and warn); kgpu never writes
+        # to it, but a tensor must own writable memory.
+        host = host.copy()
     if device is None:
         return xp.asarray(host)
     return xp.asarray(host, device=device)

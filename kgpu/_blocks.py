@@ -13,6 +13,8 @@ thread pool) is already parallel inside each call.
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -76,10 +78,20 @@ def block_rows(
     """
     if budget_mib is None:
         budget_mib = DEFAULT_BLOCK_MIB.get(backend_name(xp), 64)
-    if budget_mib <= 0:
-        raise ValueError(f"the memory budget must be positive, got {budget_mib} MiB.")
+    check_working_memory(budget_mib)
     rows = int(budget_mib * 2**20) // max(1, int(bytes_per_row))
     return max(1, min(n_rows, rows))
+
+
+def check_working_memory(budget_mib: Any) -> float | None:
+    """Validate a ``working_memory`` parameter (MiB, or None for the default)."""
+    if budget_mib is None:
+        return None
+    if isinstance(budget_mib, bool) or not isinstance(budget_mib, numbers.Real):
+        raise TypeError(f"working_memory must be a number of MiB or None, got {budget_mib!r}.")
+    if not math.isfinite(budget_mib) or budget_mib <= 0:
+        raise ValueError(f"working_memory must be a positive, finite number of MiB, got {budget_mib}.")
+    return float(budget_mib)
 
 
 def row_blocks(n_rows: int, rows_per_block: int) -> list[tuple[int, int]]:

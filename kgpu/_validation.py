@@ -91,9 +91,14 @@ def _reject_non_numeric(X: Any) -> None:
 def _check_foreign(X: Any, *, estimator: Any, reset: bool, min_samples: int) -> Any:
     xp = namespace_of(X)
     if X.ndim != 2:
+        advice = (
+            "reshape 1-D data with X.reshape(-1, 1) (one feature) or X.reshape(1, -1) (one sample)"
+            if X.ndim < 2
+            else "flatten the trailing dimensions, e.g. X.reshape(X.shape[0], -1)"
+        )
         raise ValueError(
             f"Expected 2D array, got {X.ndim}D array instead: X must have shape "
-            "(n_samples, n_features); reshape 1-D data with X.reshape(-1, 1)."
+            f"(n_samples, n_features); {advice}."
         )
     n_samples, n_features = X.shape
     if n_samples < min_samples:
@@ -108,11 +113,12 @@ def _check_foreign(X: Any, *, estimator: Any, reset: bool, min_samples: int) -> 
         )
     if xp.isdtype(X.dtype, "complex floating"):
         raise ValueError("Complex data not supported: X must hold real numbers.")
-    if xp.isdtype(X.dtype, "bool") or not xp.isdtype(X.dtype, "numeric"):
+    if not xp.isdtype(X.dtype, "bool") and not xp.isdtype(X.dtype, "numeric"):
         raise TypeError(
             f"X has a non-numeric dtype ({X.dtype}); kgpu clusters real numbers only."
         )
     if not xp.isdtype(X.dtype, "real floating"):
+        # Integers and booleans become float64, as scikit-learn converts them.
         X = xp.astype(X, xp.float64)
     elif X.dtype not in (xp.float32, xp.float64):
         X = xp.astype(X, xp.float32)

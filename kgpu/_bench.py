@@ -72,17 +72,22 @@ def available_backends() -> list[str]:
 
 
 def kgpu_contender(X: np.ndarray, centers: np.ndarray, max_iter: int, backend: str) -> Contender:
-    """kgpu's KMeans with the data already on the backend's device."""
+    """kgpu's KMeans with the data already on the backend's device.
+
+    ``backend`` is a backend name, or ``"name:device"`` (e.g. ``"torch:cpu"``
+    next to ``"torch:cuda"``) to time one library on two devices.
+    """
     from ._kmeans import KMeans
 
-    xp, device = resolve_compute(backend, None, X)
+    library, _, device_name = backend.partition(":")
+    xp, device = resolve_compute(library, device_name or None, X)
     X_device = move_to(X, xp, device)
     centers_device = move_to(centers, xp, device)
     model = KMeans(n_clusters=centers.shape[0], init=centers_device, n_init=1, max_iter=max_iter, tol=0.0)
 
     def fit() -> float:
         model.fit(X_device)
-        synchronize(backend)
+        synchronize(library)
         return float(model.inertia_)
 
     return Contender(f"kgpu[{backend}]", str(device), fit)
@@ -214,6 +219,24 @@ def format_table(rows: list[Row], header: str = "") -> str:
             f"| {row.name} | {row.device} | {row.median_s:.3f} | {row.ratio_to_sklearn:.2f} | {row.inertia:.6g} |"
         )
     return "\n".join(lines)
+
+
+def problem_header(
+    n_samples: int, n_features: int, n_clusters: int, max_iter: int, repeats: int, command: str = "",
+    dtype: Any = np.float32,
+) -> str:
+    """The lines above a table: problem size, machine, date and the command that made it."""
+    import datetime
+
+    lines = [
+        f"K-Means, {n_samples:,} x {n_features} {np.dtype(dtype).name}, k={n_clusters}, "
+        f"{max_iter} iterations, median of {repeats}",
+        "",
+        machine_description(),
+    ]
+    if command:
+        lines.append(f"{datetime.date.today().isoformat()}: `{command}`")
+    return "\n".join(lines) + "\n"
 
 
 def machine_description() -> str:

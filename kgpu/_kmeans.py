@@ -9,11 +9,11 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
-from ._assign import assign, assignment_block_rows, itemsize as _itemsize, weighted_inertia
-from ._backend import device_of, is_array_api_obj, move_to, namespace_of, resolve_compute, to_numpy
+from ._assign import assign, assignment_block_rows, distance_matrix, itemsize as _itemsize, weighted_inertia
+from ._backend import device_of, is_array_api_obj, move_to, namespace_of, resolve_compute
 from ._base import CentroidEstimatorMixin, Placement, fitted_backend_name
 from ._blocks import block_rows, map_blocks, row_blocks
-from ._distances import blockwise_row_sq_norms, row_sq_norms, sq_euclidean
+from ._distances import blockwise_row_sq_norms, check_metric
 from ._stream import working_copy
 from ._init import forgy_indices, kmeans_plusplus_indices, random_partition_centers, take_rows
 from ._init_parallel import kmeans_parallel_centers
@@ -28,6 +28,7 @@ from ._validation import (
     check_sample_weight,
 )
 
+EUCLIDEAN = check_metric("euclidean")
 INIT_METHODS = ("k-means++", "k-means||", "random", "random-partition")
 
 
@@ -265,15 +266,11 @@ array-like of shape (n_clusters, n_features), default="k-means++"
         distances : array of shape (n_samples, n_clusters), dtype of ``X``
         """
         placement = self._place(X, reset=False, streamable=True)
-        xp = placement.xp
-        centers = self._centers_on(placement)
-        center_sq_norms = row_sq_norms(centers, xp=xp)
-
-        def one_block(start: int, stop: int) -> Any:
-            return xp.sqrt(sq_euclidean(placement.X[start:stop, :], centers, xp=xp, center_sq_norms=center_sq_norms))
-
-        parts = map_blocks(one_block, row_blocks(placement.X.shape[0], self._rows(placement)), xp)
-        return placement.to_input(xp.concat(parts, axis=0) if len(parts) > 1 else parts[0])
+        distances = distance_matrix(
+            placement.X, self._centers_on(placement), xp=placement.xp,
+            metric=EUCLIDEAN, budget_mib=self.working_memory,
+        )
+        return placement.to_input(distances)
 
     def fit_transform(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
         """Fit, then return :meth:`transform` of ``X``."""

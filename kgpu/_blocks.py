@@ -32,9 +32,13 @@ T = TypeVar("T")
 #: bigger launches amortise their overhead.
 DEFAULT_BLOCK_MIB = {"numpy": 8, "array_api_strict": 8, "torch": 64, "cupy": 512}
 
+#: Fewest rows per core worth splitting a NumPy block for.
+MIN_ROWS_TO_SHARE = 2048
+
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
 _CONTROLLER: ThreadpoolController | None = None
+_IN_WORKER = threading.local()
 
 
 def cpu_threads() -> int:
@@ -80,6 +84,9 @@ def block_rows(
         budget_mib = DEFAULT_BLOCK_MIB.get(backend_name(xp), 64)
     check_working_memory(budget_mib)
     rows = int(budget_mib * 2**20) // max(1, int(bytes_per_row))
+    if backend_name(xp) == "numpy" and n_rows >= MIN_ROWS_TO_SHARE * cpu_threads():
+        # At least one block per core, so the thread pool keeps every core busy.
+        rows = min(rows, -(-n_rows // cpu_threads()))
     return max(1, min(n_rows, rows))
 
 
@@ -116,11 +123,26 @@ def map_blocks(
     MemoryError
         When even a single row does not fit, naming the setting to lower.
     """
-    if backend_name(xp) != "numpy" or len(blocks) < 2 or cpu_threads() < 2:
+    if backend_name(xp) != "numpy":
         return [result for start, stop in blocks for result in _run_splitting(fn, start, stop)]
+    # kgpu's parallelism is the blocks: BLAS stays on one thread even for a
+    # single block, where its own threads would only fight over small GEMMs.
+    if getattr(_IN_WORKER, "active", False) or len(blocks) < 2 or cpu_threads() < 2:
+        # A kernel called from inside a pool worker runs its blocks in that
+        # worker: waiting on the pool from the pool could deadlock it.
+        with single_threaded_blas():
+            return [result for start, stop in blocks for result in _run_splitting(fn, start, stop)]
     with single_threaded_blas():
-        per_block = list(_pool().map(lambda block: _run_splitting(fn, *block), blocks))
+        per_block = list(_pool().map(lambda block: _in_worker(_run_splitting, fn, *block), blocks))
     return [result for results in per_block for result in results]
+
+
+def _in_worker(run: Callable[..., T], *args: Any) -> T:
+    _IN_WORKER.active = True
+    try:
+        return run(*args)
+    finally:
+        _IN_WORKER.active = False
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -19,6 +19,8 @@ import math
 import numbers
 from typing import Any, NamedTuple
 
+from ._backend import backend_name
+
 #: Metrics understood by :func:`pairwise_distances` and the assignment kernels.
 METRICS = ("sqeuclidean", "euclidean", "manhattan", "minkowski", "cosine")
 
@@ -79,6 +81,21 @@ def distance_bytes_per_row(metric: Metric, n_centers: int, n_features: int, item
     # normalised / gathered copy of the row.
     per_center = 1 if metric.name in ("sqeuclidean", "euclidean", "cosine") else 2
     return (per_center * n_centers + n_features + 2) * itemsize
+
+
+def transposed(centers: Any, *, xp: Any) -> Any:
+    """``centers.T`` laid out for a fast GEMM: ``(d, k)``.
+
+    NumPy hands a transposed view to BLAS several times slower than a
+    row-major copy for the short, wide shapes of a center matrix; the copy is
+    only ``k x d``. Other libraries take the view as it is.
+    """
+    centers_t = xp.permute_dims(centers, (1, 0))
+    if backend_name(xp) == "numpy":
+        import numpy as np
+
+        return np.ascontiguousarray(centers_t)
+    return centers_t
 
 
 def row_sq_norms(X: Any, *, xp: Any) -> Any:
@@ -158,7 +175,7 @@ def sq_euclidean(x_block: Any, centers: Any, *, xp: Any, x_sq_norms: Any = None,
         x_sq_norms = row_sq_norms(x_block, xp=xp)
     if center_sq_norms is None:
         center_sq_norms = row_sq_norms(centers, xp=xp)
-    distances = xp.matmul(x_block, xp.permute_dims(centers, (1, 0)))
+    distances = xp.matmul(x_block, transposed(centers, xp=xp))
     distances *= -2
     distances += x_sq_norms[:, None]
     distances += center_sq_norms[None, :]
@@ -231,7 +248,7 @@ def pairwise_distances(
         sq = sq_euclidean(x_block, centers, xp=xp, x_sq_norms=x_sq_norms, center_sq_norms=center_sq_norms)
         return sq if name == "sqeuclidean" else xp.sqrt(sq)
     if name == "cosine":
-        similarity = xp.matmul(unit_rows(x_block, xp=xp), xp.permute_dims(unit_rows(centers, xp=xp), (1, 0)))
+        similarity = xp.matmul(unit_rows(x_block, xp=xp), transposed(unit_rows(centers, xp=xp), xp=xp))
         return xp.clip(1 - similarity, min=0, max=2)
     return lp_distances(x_block, centers, metric.p, xp=xp)
 

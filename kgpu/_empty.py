@@ -9,6 +9,10 @@ left at zero or NaN.
 
 This is scikit-learn's rule for Lloyd (``_relocate_empty_clusters``), with the
 farthest points taken in sorted order and zero-weight points never chosen.
+:func:`relocation_plan` states the rule once; Lloyd applies it to its
+per-cluster sums (:func:`relocate_empty_clusters`), K-Medians and K-Medoids to
+their labels (:func:`relocate_empty_labels`), with the point cost measured in
+their own metric.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from ._backend import to_numpy
+from ._stream import take_rows
 
 
 def empty_cluster_ids(weights: Any) -> np.ndarray:
@@ -45,6 +50,73 @@ def farthest_points(point_cost: Any, sample_weight: Any, n_points: int, *, xp: A
     order = to_numpy(order).astype(np.int64)
     keep = to_numpy(eligible_cost)[order] >= 0
     return order[keep]
+
+
+def relocation_plan(
+    cluster_weights: Any, point_cost: Any, sample_weight: Any, *, xp: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which empty clusters are re-seeded, and by which points.
+
+    Parameters
+    ----------
+    cluster_weights : array of shape (k,)
+        Total weight of each cluster.
+    point_cost : array of shape (n,)
+        Each point's cost under the algorithm's objective (its distance, or
+        squared distance, to its own center).
+    sample_weight : array of shape (n,)
+    xp : namespace
+
+    Returns
+    -------
+    empty : ndarray of int64, shape (m,)
+        Empty clusters in increasing order.
+    donors : ndarray of int64, shape (m,)
+        ``donors[i]`` re-seeds ``empty[i]``: the positive-weight points of
+        largest cost, farthest first. Both arrays are cut to the same length
+        when there are fewer such points than empty clusters.
+    """
+    empty = empty_cluster_ids(cluster_weights)
+    if empty.size == 0:
+        return empty.astype(np.int64), empty.astype(np.int64)
+    donors = farthest_points(point_cost, sample_weight, empty.size, xp=xp)
+    return empty[: donors.size].astype(np.int64), donors
+
+
+def relocate_empty_labels(
+    labels: Any, cluster_weights: Any, point_cost: Any, sample_weight: Any, *, xp: Any
+) -> tuple[Any, np.ndarray, np.ndarray]:
+    """Apply the policy to labels: each donor point moves to the cluster it re-seeds.
+
+    For algorithms whose update is not a sum (medians, medoids): the new
+    labels are given to the update step, so a re-seeded cluster's center
+    becomes its donor, and the cluster the donor left is updated without it.
+
+    Parameters
+    ----------
+    labels : integer array of shape (n,)
+    cluster_weights : array of shape (k,)
+        Total weight of each cluster under ``labels``.
+    point_cost : array of shape (n,)
+    sample_weight : array of shape (n,)
+    xp : namespace
+
+    Returns
+    -------
+    labels : integer array of shape (n,)
+        A new array when a cluster was re-seeded, else ``labels`` itself.
+    reseeded : ndarray of int64
+        The clusters that were re-seeded.
+    donors : ndarray of int64
+        The points that re-seeded them, in the same order.
+    """
+    reseeded, donors = relocation_plan(cluster_weights, point_cost, sample_weight, xp=xp)
+    if reseeded.size == 0:
+        return labels, reseeded, donors
+    new_labels = xp.asarray(labels, copy=True)
+    for cluster, donor in zip(reseeded.tolist(), donors.tolist()):
+        new_labels[donor : donor + 1] = cluster
+    return new_labels, reseeded, donors
 
 
 def relocate_empty_clusters(
@@ -76,15 +148,15 @@ def relocate_empty_clusters(
     still_empty : ndarray of int
         Clusters that could not be re-seeded (they keep their previous center).
     """
-    empty = empty_cluster_ids(weights)
+    empty, donors = relocation_plan(weights, point_cost, sample_weight, xp=xp)
     if empty.size == 0:
-        return sums, weights, empty
-    donors = farthest_points(point_cost, sample_weight, empty.size, xp=xp)
+        # Nothing to re-seed (or no positive-weight point left to do it).
+        return sums, weights, empty_cluster_ids(weights)
     sums_host = to_numpy(sums).copy()
     weights_host = to_numpy(weights).copy()
     donor_ids = xp.asarray(donors, device=_device(X))
     labels_host = to_numpy(xp.take(labels, donor_ids, axis=0))
-    donor_rows = to_numpy(xp.take(X, donor_ids, axis=0)).astype(np.float64)
+    donor_rows = to_numpy(take_rows(X, donors, xp=xp)).astype(np.float64)
     donor_weights = to_numpy(xp.take(sample_weight, donor_ids, axis=0)).astype(np.float64)
     for cluster, row, weight, old_cluster in zip(empty, donor_rows, donor_weights, labels_host):
         sums_host[old_cluster] -= weight * row

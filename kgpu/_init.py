@@ -1,4 +1,4 @@
-"""Initial centers: greedy k-means++, Forgy ("random"), random partition.
+"""Initial centers: greedy k-means++ (and its k-medians++ / k-medoids++ forms), Forgy ("random"), random partition.
 
 Every random draw is made on the host from a NumPy ``RandomState``, in the same
 order as scikit-learn, so one seed gives the same initial centers on every
@@ -14,13 +14,18 @@ import numpy as np
 
 from ._backend import device_of, to_numpy
 from ._blocks import block_rows, map_blocks, row_blocks
-from ._distances import row_sq_norms, sq_euclidean
+from ._distances import Metric, blockwise_row_sq_norms, distance_bytes_per_row, pairwise_distances, row_sq_norms
+from ._stream import take_rows
 from ._segment import segment_sum, segment_weight
 
 
 def _host_probabilities(sample_weight: Any) -> np.ndarray:
     weights = to_numpy(sample_weight).astype(np.float64)
     return weights / weights.sum()
+
+
+#: K-Means' seeding metric: D^2 sampling is sampling by squared Euclidean distance.
+_SQEUCLIDEAN = Metric("sqeuclidean", 2.0)
 
 
 def kmeans_plusplus_indices(
@@ -55,47 +60,100 @@ def kmeans_plusplus_indices(
     -------
     indices : ndarray of shape (n_clusters,), int64 (host)
     """
+    return plusplus_indices(
+        X, n_clusters, sample_weight, random_state, xp=xp, metric=_SQEUCLIDEAN,
+        x_sq_norms=x_sq_norms, n_local_trials=n_local_trials,
+    )
+
+
+def plusplus_indices(
+    X: Any,
+    n_clusters: int,
+    sample_weight: Any,
+    random_state: np.random.RandomState,
+    *,
+    xp: Any,
+    metric: Metric,
+    power: float = 1.0,
+    x_sq_norms: Any = None,
+    n_local_trials: int | None = None,
+) -> np.ndarray:
+    """Greedy "++" seeding under any metric: sampling proportional to ``w_i * D(x_i)^power``.
+
+    ``D`` is the distance from a row to its closest seed so far under
+    ``metric``. k-means++ is ``metric="sqeuclidean"`` (``D^2`` sampling);
+    k-medians++ is ``"manhattan"`` and k-medoids++ the medoids' metric, both
+    with ``power=1``, so that the potential is the algorithm's own objective.
+    Each step draws ``n_local_trials`` candidates and keeps the one that lowers
+    the potential ``sum(w_i * D(x_i)^power)`` most.
+
+    Parameters
+    ----------
+    X : array of shape (n, d)
+    n_clusters : int
+    sample_weight : array of shape (n,)
+    random_state : numpy.random.RandomState
+        Host generator; every draw is made from it, in scikit-learn's order.
+    xp : namespace
+    metric : Metric
+        From :func:`kgpu._distances.check_metric`.
+    power : float
+        Exponent applied to the distances.
+    x_sq_norms : array of shape (n,) or None
+        ``||x||^2`` of the rows (Euclidean metrics only; computed when ``None``).
+    n_local_trials : int or None
+        Candidates per step; default ``2 + int(log(n_clusters))``.
+
+    Returns
+    -------
+    indices : ndarray of shape (n_clusters,), int64 (host)
+    """
     n_samples = X.shape[0]
     if n_local_trials is None:
         n_local_trials = 2 + int(np.log(n_clusters))
-    if x_sq_norms is None:
-        x_sq_norms = row_sq_norms(X, xp=xp)
+    euclidean = metric.name in ("sqeuclidean", "euclidean")
+    if x_sq_norms is None and euclidean:
+        x_sq_norms = blockwise_row_sq_norms(X, xp=xp)
     device = device_of(X)
     # Potentials and cumulative sums in float64: the draws compare against
     # them, so float32 rounding would make the picks depend on the backend.
     weights64 = xp.astype(sample_weight, xp.float64)
-    rows_per_block = block_rows(n_samples, (n_local_trials + X.shape[1] + 2) * 8, xp)
+    bytes_per_row = max(
+        (n_local_trials + X.shape[1] + 2) * 8, distance_bytes_per_row(metric, n_local_trials, X.shape[1], 8)
+    )
+    rows_per_block = block_rows(n_samples, bytes_per_row, xp)
     blocks = row_blocks(n_samples, rows_per_block)
 
     def distances_to(candidate_ids: np.ndarray) -> Any:
-        """Squared distances ``(n, m)`` from every row to the rows ``candidate_ids``."""
-        candidates = xp.take(X, xp.asarray(candidate_ids, device=device), axis=0)
-        candidate_norms = row_sq_norms(candidates, xp=xp)
+        """``D^power`` ``(n, m)`` from every row to the rows ``candidate_ids``, float64."""
+        candidates = take_rows(X, candidate_ids, xp=xp)
+        candidate_norms = row_sq_norms(candidates, xp=xp) if euclidean else None
 
         def one_block(start: int, stop: int) -> Any:
-            return sq_euclidean(
-                X[start:stop, :], candidates, xp=xp,
-                x_sq_norms=x_sq_norms[start:stop], center_sq_norms=candidate_norms,
+            return pairwise_distances(
+                X[start:stop, :], candidates, metric, xp=xp,
+                x_sq_norms=x_sq_norms[start:stop] if euclidean else None, center_sq_norms=candidate_norms,
             )
 
         parts = map_blocks(one_block, blocks, xp)
-        return xp.astype(xp.concat(parts, axis=0) if len(parts) > 1 else parts[0], xp.float64)
+        distances = xp.astype(xp.concat(parts, axis=0) if len(parts) > 1 else parts[0], xp.float64)
+        return distances if power == 1 else distances**power
 
     indices = np.empty(n_clusters, dtype=np.int64)
     indices[0] = random_state.choice(n_samples, p=_host_probabilities(sample_weight))
-    closest_sq_dist = distances_to(indices[:1])[:, 0]
-    current_potential = float(xp.sum(closest_sq_dist * weights64))
+    closest_cost = distances_to(indices[:1])[:, 0]
+    current_potential = float(xp.sum(closest_cost * weights64))
 
     for c in range(1, n_clusters):
         thresholds = random_state.uniform(size=n_local_trials) * current_potential
-        cumulative = xp.cumulative_sum(weights64 * closest_sq_dist)
+        cumulative = xp.cumulative_sum(weights64 * closest_cost)
         candidate_ids = xp.searchsorted(cumulative, xp.asarray(thresholds, dtype=xp.float64, device=device))
         candidate_ids = np.minimum(to_numpy(candidate_ids).astype(np.int64), n_samples - 1)
-        candidate_sq_dist = xp.minimum(closest_sq_dist[:, None], distances_to(candidate_ids))
-        potentials = xp.sum(candidate_sq_dist * weights64[:, None], axis=0)
+        candidate_cost = xp.minimum(closest_cost[:, None], distances_to(candidate_ids))
+        potentials = xp.sum(candidate_cost * weights64[:, None], axis=0)
         best = int(xp.argmin(potentials))
         current_potential = float(potentials[best])
-        closest_sq_dist = candidate_sq_dist[:, best]
+        closest_cost = candidate_cost[:, best]
         indices[c] = candidate_ids[best]
     return indices
 
@@ -123,14 +181,22 @@ def random_partition_centers(
     n_samples = X.shape[0]
     device = device_of(X)
     labels = xp.asarray(random_state.randint(n_clusters, size=n_samples).astype(np.int64), device=device)
-    sums = segment_sum(X, labels, n_clusters, sample_weight, xp=xp)
+
+    def block_sums(start: int, stop: int) -> Any:
+        return segment_sum(X[start:stop, :], labels[start:stop], n_clusters, sample_weight[start:stop], xp=xp)
+
+    parts = map_blocks(block_sums, row_blocks(n_samples, block_rows(n_samples, (X.shape[1] + 2) * 8, xp)), xp)
+    sums = parts[0]
+    for part in parts[1:]:
+        sums = sums + part
     totals = segment_weight(labels, n_clusters, sample_weight, xp=xp, dtype=X.dtype)
     empty = to_numpy(totals) <= 0
     safe_totals = xp.where(totals > 0, totals, xp.ones_like(totals))
     centers = sums / safe_totals[:, None]
     if np.any(empty):
         fill = forgy_indices(n_samples, int(empty.sum()), sample_weight, random_state)
-        rows = [xp.take(X, xp.asarray(fill[j : j + 1], device=device), axis=0) for j in range(fill.shape[0])]
+        fill_rows = take_rows(X, fill, xp=xp)
+        rows = [fill_rows[j : j + 1, :] for j in range(fill.shape[0])]
         parts, next_fill = [], 0
         for j in range(n_clusters):
             if empty[j]:
@@ -141,7 +207,3 @@ def random_partition_centers(
         centers = xp.concat(parts, axis=0)
     return centers
 
-
-def take_rows(X: Any, indices: np.ndarray, *, xp: Any) -> Any:
-    """``X[indices]`` for host integer ``indices`` (a copy on X's device)."""
-    return xp.take(X, xp.asarray(np.asarray(indices, dtype=np.int64), device=device_of(X)), axis=0)

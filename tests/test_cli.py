@@ -63,21 +63,11 @@ def _kgpu(*args, cwd):
     )
 
 
-#: A fit on a memory-mapped X with the default init fails in kgpu._init (see
-#: tests/test_validation.py::test_read_only_memmap); "k-means||" streams.
-MEMMAP_INIT = "k-means||"
-MEMMAP_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="kgpu bug: a memory-mapped X (every .npy file) reaches kgpu._init as kgpu._stream.StreamedRows, "
-    "which k-means++ indexes with xp.take: IndexError in fit",
-)
-
-
 # ------------------------------------------------------------ subprocess
 @pytest.mark.parametrize("fmt", ["npy", "npz", "csv", "parquet"])
 def test_fit_each_format_matches_the_python_api(tmp_path, blobs, fmt):
     path, extra = _write(tmp_path, blobs, fmt)
-    init = MEMMAP_INIT if fmt == "npy" else "k-means++"
+    init = "k-means++"
     out = tmp_path / "run"
     done = _kgpu("fit", path, "--k", K, "--seed", SEED, "--backend", "numpy", "--init", init, "--out", out, *extra,
                  cwd=tmp_path)
@@ -100,7 +90,6 @@ def test_fit_each_format_matches_the_python_api(tmp_path, blobs, fmt):
     assert f"inertia     {summary['inertia']}" in done.stdout
 
 
-@MEMMAP_BUG
 def test_fit_npy_with_the_default_init(tmp_path, capsys, blobs):
     path, _ = _write(tmp_path, blobs, "npy")
     assert main(["fit", str(path), "--k", str(K), "--seed", str(SEED), "--out", str(tmp_path / "run")]) == 0

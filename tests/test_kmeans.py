@@ -673,24 +673,8 @@ def _expected_failed_checks(estimator):
     }
 
 
-# Checks that fail because of a kgpu bug: strict xfail, so they flag the fix.
-_KNOWN_BUGS = dict.fromkeys(
-    [
-        "check_readonly_memmap_input",
-        "check_transformer_general(readonly_memmap=True)",
-        "check_clustering(readonly_memmap=True)",
-    ],
-    "kgpu bug: fit on a memory-mapped X fails with the default init "
-    "(kgpu._stream.StreamedRows reaches kgpu._init, which calls xp.take on it); "
-    "see tests/test_validation.py::test_read_only_memmap",
-)
-
-
 @parametrize_with_checks([KMeans()], expected_failed_checks=_expected_failed_checks)
-def test_sklearn_estimator_checks(estimator, check, request):
-    check_id = request.node.callspec.id.split("-", 1)[1]
-    if check_id in _KNOWN_BUGS:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=_KNOWN_BUGS[check_id]))
+def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
 

@@ -349,20 +349,12 @@ def test_read_only_numpy_input(backend):
     assert not X.flags.writeable and not weights.flags.writeable
 
 
-MEMMAP_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="kgpu bug: a memory-mapped X is placed as kgpu._stream.StreamedRows, but "
-    "kgpu._init (kmeans_plusplus_indices / take_rows: xp.take; random_partition_centers: "
-    "segment_sum) needs a real array: IndexError / TypeError in fit",
-)
-
-
 @pytest.mark.parametrize(
     "init",
     [
-        pytest.param("k-means++", marks=MEMMAP_BUG),
-        pytest.param("random", marks=MEMMAP_BUG),
-        pytest.param("random-partition", marks=MEMMAP_BUG),
+        "k-means++",
+        "random",
+        "random-partition",
         "k-means||",
         "array",
     ],

@@ -199,21 +199,47 @@ def unit_rows(X: Any, *, xp: Any) -> Any:
 def lp_distances(x_block: Any, centers: Any, p: float, *, xp: Any) -> Any:
     """Minkowski distances of order ``p`` (1: manhattan, ``inf``: Chebyshev), ``(b, k)``.
 
-    Accumulated feature by feature: temporaries stay ``(b, k)`` whatever ``d`` is.
+    NumPy delegates to :func:`scipy.spatial.distance.cdist` and PyTorch to
+    :func:`torch.cdist` (compiled loops); every other namespace uses
+    :func:`lp_distances_standard`.
     """
-    n_features = x_block.shape[1]
-    total = xp.zeros((x_block.shape[0], centers.shape[0]), dtype=x_block.dtype, device=_device(x_block))
-    for j in range(n_features):
-        gap = xp.abs(x_block[:, j : j + 1] - centers[:, j][None, :])
+    name = backend_name(xp)
+    if name == "numpy":
+        from scipy.spatial.distance import cdist
+
+        if p == 1:
+            distances = cdist(x_block, centers, "cityblock")
+        elif math.isinf(p):
+            distances = cdist(x_block, centers, "chebyshev")
+        else:
+            distances = cdist(x_block, centers, "minkowski", p=p)
+        return distances.astype(x_block.dtype, copy=False)
+    if name == "torch":
+        import torch
+
+        return torch.cdist(x_block, centers, p=p)
+    return lp_distances_standard(x_block, centers, p, xp=xp)
+
+
+def lp_distances_standard(x_block: Any, centers: Any, p: float, *, xp: Any) -> Any:
+    """:func:`lp_distances` with standard calls only.
+
+    Accumulated feature by feature into a ``(k, b)`` total (contiguous rows of
+    the block's transpose), so temporaries stay ``(k, b)`` whatever ``d`` is.
+    """
+    x_t = xp.permute_dims(x_block, (1, 0))
+    total = xp.zeros((centers.shape[0], x_block.shape[0]), dtype=x_block.dtype, device=_device(x_block))
+    for j in range(x_block.shape[1]):
+        gap = xp.abs(centers[:, j : j + 1] - x_t[j : j + 1, :])
         if p == 1:
             total += gap
         elif math.isinf(p):
             total = xp.maximum(total, gap)
         else:
             total += gap**p
-    if p == 1 or math.isinf(p):
-        return total
-    return total ** (1.0 / p)
+    if p != 1 and not math.isinf(p):
+        total = total ** (1.0 / p)
+    return xp.permute_dims(total, (1, 0))
 
 
 def pairwise_distances(

@@ -185,3 +185,19 @@ def test_check_metric_rejects_unknown_names(metric):
 def test_check_metric_rejects_bad_minkowski_order(p):
     with pytest.raises(ValueError, match="Minkowski p must be a real number >= 1"):
         check_metric("minkowski", p)
+
+
+@pytest.mark.parametrize("p", [1.0, 1.5, 3.0, math.inf])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_lp_fast_paths_equal_the_standard_version(xp, p, dtype):
+    # NumPy (SciPy's cdist) and torch (torch.cdist) delegate; the standard
+    # accumulation is what every other namespace runs.
+    from kgpu._distances import lp_distances, lp_distances_standard
+
+    X, centers = _points(dtype)
+    X_xp, centers_xp = asarray(xp, X), asarray(xp, centers)
+    fast = lp_distances(X_xp, centers_xp, p, xp=xp)
+    standard = lp_distances_standard(X_xp, centers_xp, p, xp=xp)
+    assert_namespace(fast, xp)
+    assert dtype_name(fast) == np.dtype(dtype).name
+    assert_close(fast, standard, rtol=1e-5 if dtype == np.float32 else 1e-12)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from ._blocks import block_rows, map_blocks, row_blocks
+from ._blocks import block_rows, cache_tiles, map_blocks, row_blocks
 from ._distances import (
     Metric,
     distance_bytes_per_row,
@@ -93,6 +93,25 @@ def center_scores(x_block: Any, operand: Any, *, xp: Any) -> Any:
     return scores
 
 
+def nearest_centers(x_block: Any, operand: Any, *, xp: Any) -> Any:
+    """Index of the nearest center (squared Euclidean) of every row of a block: ``(b,)``.
+
+    Scores are made and reduced one cache-sized tile at a time
+    (:func:`kgpu._blocks.cache_tiles`); ties go to the lowest index.
+
+    Parameters
+    ----------
+    x_block : array of shape (b, d) or (b, d + 1)
+        Plain or homogeneous rows (see :func:`center_scores`).
+    operand : array of shape (d + 1, k)
+        From :func:`kgpu._distances.homogeneous_operand`.
+    """
+    n_rows = x_block.shape[0]
+    tiles = cache_tiles(0, n_rows, operand.shape[1] * itemsize(x_block, xp), xp)
+    labels = [xp.argmin(center_scores(x_block[start:stop, :], operand, xp=xp), axis=1) for start, stop in tiles]
+    return _concat(labels, xp)
+
+
 def assign(
     X: Any,
     centers: Any,
@@ -131,7 +150,7 @@ def assign(
 
         def one_block(start: int, stop: int) -> tuple[Any, Any]:
             x_block = X[start:stop, :]
-            labels_block = xp.argmin(center_scores(x_block, operand, xp=xp), axis=1)
+            labels_block = nearest_centers(x_block, operand, xp=xp)
             sq_dist = sq_distance_to_own_center(x_block, centers, labels_block, xp=xp)
             return labels_block, sq_dist if metric.name == "sqeuclidean" else xp.sqrt(sq_dist)
 
@@ -227,7 +246,7 @@ def assign_and_accumulate(
     def one_block(start: int, stop: int) -> tuple[Any, Any, Any]:
         x_block = X[start:stop, :]
         weight_block = sample_weight[start:stop]
-        labels_block = xp.argmin(center_scores(x_block, operand, xp=xp), axis=1)
+        labels_block = nearest_centers(x_block, operand, xp=xp)
         sums = xp.astype(segment_sum(x_block, labels_block, n_clusters, weight_block, xp=xp), xp.float64)
         if is_homogeneous:
             # The column of ones sums to the weight of each cluster.

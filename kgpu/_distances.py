@@ -104,12 +104,12 @@ def row_sq_norms(X: Any, *, xp: Any) -> Any:
     return xp.vecdot(X, X, axis=-1)
 
 
-def blockwise_row_sq_norms(X: Any, *, xp: Any) -> Any:
-    """:func:`row_sq_norms` of a large (or streamed) ``X``, one row block at a time: ``(n,)``."""
+def blockwise_row_sq_norms(X: Any, *, xp: Any, budget_mib: float | None = None) -> Any:
+    """:func:`row_sq_norms` of a large (or streamed) ``X``, one row block (of ``budget_mib`` MiB) at a time: ``(n,)``."""
     from ._blocks import block_rows, map_blocks, row_blocks
 
     n_rows, n_features = X.shape
-    rows_per_block = block_rows(n_rows, (n_features + 1) * 8, xp)
+    rows_per_block = block_rows(n_rows, (n_features + 1) * 8, xp, budget_mib)
     parts = map_blocks(lambda start, stop: row_sq_norms(X[start:stop, :], xp=xp), row_blocks(n_rows, rows_per_block), xp)
     return parts[0] if len(parts) == 1 else xp.concat(parts)
 

@@ -37,6 +37,7 @@ def kmeans_plusplus_indices(
     xp: Any,
     x_sq_norms: Any = None,
     n_local_trials: int | None = None,
+    budget_mib: float | None = None,
 ) -> np.ndarray:
     """Row indices of the greedy k-means++ seeds (Arthur & Vassilvitskii 2007).
 
@@ -55,6 +56,8 @@ def kmeans_plusplus_indices(
     x_sq_norms : array of shape (n,) or None
     n_local_trials : int or None
         Candidates per step; default ``2 + int(log(n_clusters))``.
+    budget_mib : float or None
+        Memory budget of one row block in MiB (default: the backend's).
 
     Returns
     -------
@@ -62,7 +65,7 @@ def kmeans_plusplus_indices(
     """
     return plusplus_indices(
         X, n_clusters, sample_weight, random_state, xp=xp, metric=_SQEUCLIDEAN,
-        x_sq_norms=x_sq_norms, n_local_trials=n_local_trials,
+        x_sq_norms=x_sq_norms, n_local_trials=n_local_trials, budget_mib=budget_mib,
     )
 
 
@@ -77,6 +80,7 @@ def plusplus_indices(
     power: float = 1.0,
     x_sq_norms: Any = None,
     n_local_trials: int | None = None,
+    budget_mib: float | None = None,
 ) -> np.ndarray:
     """Greedy "++" seeding under any metric: sampling proportional to ``w_i * D(x_i)^power``.
 
@@ -103,6 +107,8 @@ def plusplus_indices(
         ``||x||^2`` of the rows (Euclidean metrics only; computed when ``None``).
     n_local_trials : int or None
         Candidates per step; default ``2 + int(log(n_clusters))``.
+    budget_mib : float or None
+        Memory budget of one row block in MiB (default: the backend's).
 
     Returns
     -------
@@ -113,7 +119,7 @@ def plusplus_indices(
         n_local_trials = 2 + int(np.log(n_clusters))
     euclidean = metric.name in ("sqeuclidean", "euclidean")
     if x_sq_norms is None and euclidean:
-        x_sq_norms = blockwise_row_sq_norms(X, xp=xp)
+        x_sq_norms = blockwise_row_sq_norms(X, xp=xp, budget_mib=budget_mib)
     device = device_of(X)
     # Potentials and cumulative sums in float64: the draws compare against
     # them, so float32 rounding would make the picks depend on the backend.
@@ -121,7 +127,7 @@ def plusplus_indices(
     bytes_per_row = max(
         (n_local_trials + X.shape[1] + 2) * 8, distance_bytes_per_row(metric, n_local_trials, X.shape[1], 8)
     )
-    rows_per_block = block_rows(n_samples, bytes_per_row, xp)
+    rows_per_block = block_rows(n_samples, bytes_per_row, xp, budget_mib)
     blocks = row_blocks(n_samples, rows_per_block)
 
     def distances_to(candidate_ids: np.ndarray) -> Any:
@@ -172,6 +178,7 @@ def random_partition_centers(
     random_state: np.random.RandomState,
     *,
     xp: Any,
+    budget_mib: float | None = None,
 ) -> Any:
     """Centers of a random partition: each row gets a uniform random label, then means.
 
@@ -185,7 +192,7 @@ def random_partition_centers(
     def block_sums(start: int, stop: int) -> Any:
         return segment_sum(X[start:stop, :], labels[start:stop], n_clusters, sample_weight[start:stop], xp=xp)
 
-    parts = map_blocks(block_sums, row_blocks(n_samples, block_rows(n_samples, (X.shape[1] + 2) * 8, xp)), xp)
+    parts = map_blocks(block_sums, row_blocks(n_samples, block_rows(n_samples, (X.shape[1] + 2) * 8, xp, budget_mib)), xp)
     sums = parts[0]
     for part in parts[1:]:
         sums = sums + part

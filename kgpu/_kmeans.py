@@ -26,6 +26,7 @@ from ._validation import (
     check_non_negative_float,
     check_positive_int,
     check_sample_weight,
+    is_dask_array,
 )
 
 EUCLIDEAN = check_metric("euclidean")
@@ -121,6 +122,21 @@ array-like of shape (n_clusters, n_features), default="k-means++"
     out of its own cluster); see :mod:`kgpu._empty`. No center is ever left at
     zero or NaN.
 
+    Out of core: a memory-mapped ``X`` (``np.load(path, mmap_mode="r")``), or
+    host data whose working copy would not fit the compute device, is never
+    copied whole: every pass reads it one row block (of ``working_memory``)
+    at a time, with the same result as in memory (:mod:`kgpu._stream`).
+
+    Dask: a ``dask.array`` ``X`` (NumPy or CuPy chunks) is clustered by
+    map-reduce over its row chunks on the active Dask scheduler
+    (:mod:`kgpu._dask`), with the same result as in memory from the same
+    initial centers or the same ``"k-means||"`` / ``"random"`` seed.
+    ``"k-means++"`` runs on the k-means|| candidates there (not on every
+    row); ``"random-partition"`` is not available. ``labels_``, ``predict``
+    and ``transform`` give lazy Dask arrays; ``cluster_centers_`` is a NumPy
+    (or CuPy) array; ``history_`` records ``n_changed=-1`` (labels are not
+    kept between passes).
+
     Examples
     --------
     >>> import numpy as np
@@ -167,7 +183,8 @@ array-like of shape (n_clusters, n_features), default="k-means++"
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            NumPy, CuPy, PyTorch or any array-API array; lists and frames too.
+            NumPy, CuPy, PyTorch or any array-API array; lists and frames too;
+            a memory-mapped ``.npy`` (streamed) or a Dask array (map-reduce).
         y : ignored
         sample_weight : array-like of shape (n_samples,), default=None
             Weight of each sample, used by the initialisation, the update and
@@ -181,6 +198,10 @@ array-like of shape (n_clusters, n_features), default="k-means++"
         max_iter = check_positive_int(self.max_iter, "max_iter")
         tol = check_non_negative_float(self.tol, "tol")
         check_progress(self.progress)
+        if is_dask_array(X):
+            from ._dask import fit_kmeans
+
+            return fit_kmeans(self, X, sample_weight, n_clusters=n_clusters, max_iter=max_iter, tol=tol)
         placement = self._place(X, reset=True, streamable=True)
         xp, X_fit = placement.xp, placement.X
         n_samples, n_features = X_fit.shape
@@ -194,14 +215,15 @@ array-like of shape (n_clusters, n_features), default="k-means++"
         # centering makes the ||x||^2 - 2x.c + ||c||^2 expansion lose less
         # precision (as scikit-learn does), and the column of ones turns the
         # scores into one GEMM. The caller's X is never touched.
-        offset = weighted_mean(X_fit, sample_weight, xp=xp) if self.copy_x else None
+        budget_mib = self.working_memory
+        offset = weighted_mean(X_fit, sample_weight, xp=xp, budget_mib=budget_mib) if self.copy_x else None
         design = working_copy(X_fit, xp=xp, offset=offset)
         X_work = design[:, :-1]
-        absolute_tol = tol * mean_feature_variance(X_work, sample_weight, xp=xp) if tol > 0 else 0.0
+        absolute_tol = tol * mean_feature_variance(X_work, sample_weight, xp=xp, budget_mib=budget_mib) if tol > 0 else 0.0
         rows_per_block = assignment_block_rows(
             n_samples, n_clusters, n_features, _itemsize(X_fit, xp), xp, self.working_memory
         )
-        x_sq_norms = blockwise_row_sq_norms(X_work, xp=xp) if self._init_name() == "k-means++" else None
+        x_sq_norms = blockwise_row_sq_norms(X_work, xp=xp, budget_mib=budget_mib) if self._init_name() == "k-means++" else None
 
         best = None
         with progress_bar(self.progress, description=type(self).__name__, unit="iter") as bar:
@@ -248,7 +270,12 @@ array-like of shape (n_clusters, n_features), default="k-means++"
         Returns
         -------
         labels : integer array of shape (n_samples,), in the namespace of ``X``
+            A lazy Dask array for a Dask ``X``.
         """
+        if is_dask_array(X):
+            from ._dask import predict_labels
+
+            return predict_labels(self, X)
         placement = self._place(X, reset=False, streamable=True)
         centers = self._centers_on(placement)
         labels = assign(placement.X, centers, xp=placement.xp, rows_per_block=self._rows(placement)).labels
@@ -264,7 +291,12 @@ array-like of shape (n_clusters, n_features), default="k-means++"
         Returns
         -------
         distances : array of shape (n_samples, n_clusters), dtype of ``X``
+            A lazy Dask array for a Dask ``X``.
         """
+        if is_dask_array(X):
+            from ._dask import transform
+
+            return transform(self, X)
         placement = self._place(X, reset=False, streamable=True)
         distances = distance_matrix(
             placement.X, self._centers_on(placement), xp=placement.xp,
@@ -278,12 +310,17 @@ array-like of shape (n_clusters, n_features), default="k-means++"
 
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
         """Opposite of the (weighted) inertia of ``X`` on the fitted centers."""
+        if is_dask_array(X):
+            from ._dask import score
+
+            return score(self, X, sample_weight)
         placement = self._place(X, reset=False, streamable=True)
         centers = self._centers_on(placement)
         weights = self._place_weights(sample_weight, placement)
         xp = placement.xp
-        labels = assign(placement.X, centers, xp=xp, rows_per_block=self._rows(placement)).labels
-        return -weighted_inertia(placement.X, weights, centers, labels, xp=xp)
+        rows_per_block = self._rows(placement)
+        labels = assign(placement.X, centers, xp=xp, rows_per_block=rows_per_block).labels
+        return -weighted_inertia(placement.X, weights, centers, labels, xp=xp, rows_per_block=rows_per_block)
 
     # ------------------------------------------------------------- helpers
     def _rows(self, placement: Placement) -> int:
@@ -339,13 +376,15 @@ array-like of shape (n_clusters, n_features), default="k-means++"
             centers = self._check_centers(centers, placement, n_clusters, "the init callable")
             return centers if offset is None else centers - offset
         if self.init == "k-means++":
-            indices = kmeans_plusplus_indices(X_fit, n_clusters, sample_weight, random_state, xp=xp, x_sq_norms=x_sq_norms)
+            indices = kmeans_plusplus_indices(
+                X_fit, n_clusters, sample_weight, random_state, xp=xp, x_sq_norms=x_sq_norms, budget_mib=self.working_memory
+            )
             return take_rows(X_fit, indices, xp=xp)
         if self.init == "k-means||":
-            return kmeans_parallel_centers(X_fit, n_clusters, sample_weight, random_state, xp=xp)
+            return kmeans_parallel_centers(X_fit, n_clusters, sample_weight, random_state, xp=xp, budget_mib=self.working_memory)
         if self.init == "random":
             return take_rows(X_fit, forgy_indices(X_fit.shape[0], n_clusters, sample_weight, random_state), xp=xp)
-        return random_partition_centers(X_fit, n_clusters, sample_weight, random_state, xp=xp)
+        return random_partition_centers(X_fit, n_clusters, sample_weight, random_state, xp=xp, budget_mib=self.working_memory)
 
     def _printer(self, run: int):
         if not self.verbose:
@@ -360,37 +399,40 @@ array-like of shape (n_clusters, n_features), default="k-means++"
         return show
 
 
-def weighted_mean(X: Any, sample_weight: Any, *, xp: Any) -> Any:
-    """Weighted mean of the rows: shape ``(d,)``, dtype of ``X`` (accumulated in float64)."""
+def weighted_mean(X: Any, sample_weight: Any, *, xp: Any, budget_mib: float | None = None) -> Any:
+    """Weighted mean of the rows: shape ``(d,)``, dtype of ``X`` (accumulated in float64).
+
+    ``budget_mib`` bounds one row block's temporaries (default: the backend's).
+    """
     weights64 = xp.astype(sample_weight, xp.float64)
 
     def block_sum(start: int, stop: int) -> Any:
         return xp.matmul(weights64[start:stop], xp.astype(X[start:stop, :], xp.float64))
 
-    total = _sum_over_blocks(block_sum, X, xp)
+    total = _sum_over_blocks(block_sum, X, xp, budget_mib)
     return xp.astype(total / xp.sum(weights64), X.dtype)
 
 
-def mean_feature_variance(X: Any, sample_weight: Any, *, xp: Any) -> float:
+def mean_feature_variance(X: Any, sample_weight: Any, *, xp: Any, budget_mib: float | None = None) -> float:
     """Mean over features of the weighted variance (scikit-learn's ``tol`` scale).
 
     Two passes (mean, then squared deviations), so a large offset does not
     cancel the variance away.
     """
     weights64 = xp.astype(sample_weight, xp.float64)
-    mean = xp.astype(weighted_mean(X, sample_weight, xp=xp), xp.float64)
+    mean = xp.astype(weighted_mean(X, sample_weight, xp=xp, budget_mib=budget_mib), xp.float64)
 
     def block_sq_dev(start: int, stop: int) -> Any:
         deviation = xp.astype(X[start:stop, :], xp.float64) - mean
         return xp.matmul(weights64[start:stop], deviation * deviation)
 
-    variances = _sum_over_blocks(block_sq_dev, X, xp) / xp.sum(weights64)
+    variances = _sum_over_blocks(block_sq_dev, X, xp, budget_mib) / xp.sum(weights64)
     return float(xp.mean(variances))
 
 
-def _sum_over_blocks(block_fn: Callable[[int, int], Any], X: Any, xp: Any) -> Any:
+def _sum_over_blocks(block_fn: Callable[[int, int], Any], X: Any, xp: Any, budget_mib: float | None = None) -> Any:
     """Sum of ``block_fn(start, stop)`` over float64-sized row blocks of ``X``."""
-    rows = block_rows(X.shape[0], X.shape[1] * 8 * 2, xp)
+    rows = block_rows(X.shape[0], X.shape[1] * 8 * 2, xp, budget_mib)
     parts = map_blocks(block_fn, row_blocks(X.shape[0], rows), xp)
     total = parts[0]
     for part in parts[1:]:

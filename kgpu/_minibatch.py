@@ -38,7 +38,7 @@ from ._empty import empty_cluster_ids
 from ._init import forgy_indices, kmeans_plusplus_indices, take_rows
 from ._kmeans import KMeans, mean_feature_variance
 from ._segment import segment_sum, segment_weight
-from ._validation import check_n_clusters, check_non_negative_float, check_positive_int
+from ._validation import check_n_clusters, check_non_negative_float, check_positive_int, is_dask_array
 
 #: Seeding methods accepted by ``init`` as a string (k-means++ or Forgy).
 SEEDING_METHODS = ("k-means++", "random")
@@ -434,7 +434,17 @@ class MiniBatchKMeans(KMeans):
        against the new centers.
 
     The chunks may be slices of a memory-mapped ``.npy`` (``np.load(path,
-    mmap_mode="r")``): only the chunk is read and moved to the device.
+    mmap_mode="r")``): only the chunk is read and moved to the device. ``fit``
+    on a memory-mapped ``X`` reads only the subsamples and batches it draws.
+
+    **Dask arrays**: ``partial_fit(X)`` takes one step per row chunk, chunk
+    after chunk in row order (each chunk computed on its own, then given to
+    ``partial_fit`` as above); ``fit(X)`` starts a fresh model and does the
+    same in one pass (the seeding runs on the first chunk; ``batch_size``,
+    ``max_iter`` and the early stop do not apply, ``n_iter_`` is 1). With
+    ``compute_labels``, ``labels_`` is then a lazy Dask array over all of
+    ``X`` and ``inertia_`` its weighted inertia. ``predict`` and ``transform``
+    of a Dask array return lazy Dask arrays.
 
     Examples
     --------
@@ -506,7 +516,12 @@ class MiniBatchKMeans(KMeans):
         self
         """
         n_clusters, max_iter, tol, reassignment_ratio, max_no_improvement = self._check_params()
-        placement = self._place(X, reset=True)
+        if is_dask_array(X):
+            from ._dask import fit_minibatch
+
+            return fit_minibatch(self, X, sample_weight)
+        # A memory-mapped X stays on disk: batches are read with take_rows.
+        placement = self._place(X, reset=True, streamable=True)
         xp, X_fit = placement.xp, placement.X
         n_samples, n_features = X_fit.shape
         check_n_clusters(n_clusters, n_samples)
@@ -519,7 +534,7 @@ class MiniBatchKMeans(KMeans):
 
         # Seedings are compared on their own validation subsample, as scikit-learn does.
         validation_ids = random_state.randint(0, n_samples, init_size)
-        X_valid = take_host_ids(X_fit, validation_ids, xp=xp)
+        X_valid = take_rows(X_fit, validation_ids, xp=xp)
         weight_valid = take_host_ids(sample_weight, validation_ids, xp=xp)
         valid_rows = self._block_rows(init_size, n_features, X_fit, xp)
         best_inertia, centers = None, None
@@ -548,7 +563,7 @@ class MiniBatchKMeans(KMeans):
             batch_ids = batch_sampler.draw(random_state, batch_size)
             rows_since_reassign, reassign = _reassignment_due(rows_since_reassign, batch_size, counts, n_clusters)
             result = minibatch_step(
-                take_host_ids(X_fit, batch_ids, xp=xp), unit_weight, centers, counts,
+                take_rows(X_fit, batch_ids, xp=xp), unit_weight, centers, counts,
                 xp=xp, rows_per_block=batch_rows, random_state=random_state,
                 reassignment_ratio=reassignment_ratio if reassign else 0.0,
             )
@@ -601,6 +616,10 @@ class MiniBatchKMeans(KMeans):
         """
         has_centers = hasattr(self, "cluster_centers_")
         n_clusters, _, _, reassignment_ratio, _ = self._check_params()
+        if is_dask_array(X):
+            from ._dask import partial_fit_minibatch
+
+            return partial_fit_minibatch(self, X, sample_weight)
         placement = self._place(X, reset=not has_centers)
         xp, X_chunk = placement.xp, placement.X
         n_rows, n_features = X_chunk.shape
@@ -695,7 +714,7 @@ class MiniBatchKMeans(KMeans):
         if init_size < n_rows:
             # Drawn even for an array init, so the later draws stay scikit-learn's.
             sample_ids = random_state.randint(0, n_rows, init_size)
-            X = take_host_ids(X, sample_ids, xp=xp)
+            X = take_rows(X, sample_ids, xp=xp)
             sample_weight = take_host_ids(sample_weight, sample_ids, xp=xp)
         if explicit_centers is not None:
             return explicit_centers

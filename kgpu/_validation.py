@@ -10,6 +10,7 @@ Nothing here writes into the caller's array.
 from __future__ import annotations
 
 import numbers
+import sys
 from typing import Any
 
 import numpy as np
@@ -59,6 +60,14 @@ def check_data(
     TypeError
         For non-numeric data (strings, objects that are not numbers).
     """
+    if is_dask_array(X):
+        # Only the estimators with a Dask engine take Dask arrays, and they
+        # dispatch before this check; anything else would compute X whole.
+        who = type(estimator).__name__ if estimator is not None else "This function"
+        raise TypeError(
+            f"{who} does not take Dask arrays: KMeans and MiniBatchKMeans run on them "
+            "chunk by chunk. Compute the array first (X.compute()) if it fits in memory."
+        )
     if _is_foreign_array(X):
         return _check_foreign(X, estimator=estimator, reset=reset, min_samples=min_samples)
     if hasattr(X, "toarray") or hasattr(X, "tocsr"):
@@ -88,8 +97,57 @@ def _reject_non_numeric(X: Any) -> None:
         )
 
 
-def _check_foreign(X: Any, *, estimator: Any, reset: bool, min_samples: int) -> Any:
-    xp = namespace_of(X)
+def is_dask_array(X: Any) -> bool:
+    """True for a ``dask.array.Array`` (checked without importing Dask)."""
+    dask_array = sys.modules.get("dask.array")
+    return dask_array is not None and isinstance(X, dask_array.Array)
+
+
+def check_dask_data(X: Any, *, estimator: Any = None, reset: bool = True, min_samples: int = 1) -> Any:
+    """Validate a Dask array lazily: shape and dtype now, values with the first pass.
+
+    Parameters
+    ----------
+    X : dask.array.Array of shape (n_samples, n_features)
+        NumPy or CuPy chunks.
+    estimator, reset, min_samples :
+        As in :func:`check_data`.
+
+    Returns
+    -------
+    X : dask.array.Array, float32 or float64
+        Chunked by rows only (every chunk holds whole rows). Finiteness is not
+        checked here: that would compute the array; the Dask engine checks it
+        in its first pass over the chunks.
+
+    Raises
+    ------
+    ValueError
+        For 1-D, 3-D or empty input, unknown chunk sizes, complex values.
+    TypeError
+        For a non-numeric dtype.
+    """
+    if X.ndim == 2 and any(size != size for size in X.shape):  # NaN: unknown chunk sizes
+        raise ValueError(
+            f"X has unknown chunk sizes (shape {X.shape}): call X.compute_chunk_sizes() first."
+        )
+    _check_shape(X, min_samples)
+    kind = X.dtype.kind
+    if kind == "c":
+        raise ValueError("Complex data not supported: X must hold real numbers.")
+    if kind not in "biuf":
+        raise TypeError(f"X has a non-numeric dtype ({X.dtype}); kgpu clusters real numbers only.")
+    if kind != "f":
+        X = X.astype(np.float64)
+    elif X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float32)
+    if estimator is not None:
+        _check_n_features(estimator, X.shape[1], reset=reset)
+    return X.rechunk({1: -1})
+
+
+def _check_shape(X: Any, min_samples: int) -> None:
+    """2-D, at least ``min_samples`` rows and one column."""
     if X.ndim != 2:
         advice = (
             "reshape 1-D data with X.reshape(-1, 1) (one feature) or X.reshape(1, -1) (one sample)"
@@ -111,6 +169,12 @@ def _check_foreign(X: Any, *, estimator: Any, reset: bool, min_samples: int) -> 
             f"Found array with 0 feature(s) (shape={tuple(X.shape)}) while a minimum "
             "of 1 is required."
         )
+
+
+def _check_foreign(X: Any, *, estimator: Any, reset: bool, min_samples: int) -> Any:
+    xp = namespace_of(X)
+    _check_shape(X, min_samples)
+    n_features = X.shape[1]
     if xp.isdtype(X.dtype, "complex floating"):
         raise ValueError("Complex data not supported: X must hold real numbers.")
     if not xp.isdtype(X.dtype, "bool") and not xp.isdtype(X.dtype, "numeric"):

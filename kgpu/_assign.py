@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from ._blocks import block_rows, cache_tiles, map_blocks, row_blocks
+from ._blocks import block_rows, map_blocks, row_blocks
 from ._distances import (
     Metric,
     distance_bytes_per_row,
@@ -51,11 +51,14 @@ class Accumulation(NamedTuple):
         ``sum(w_i * x_i)`` over the rows of each cluster.
     weights : array of shape (k,), float64
         ``sum(w_i)`` over the rows of each cluster.
+    n_changed : int
+        Rows whose label differs from ``previous_labels`` (-1 when none were given).
     """
 
     labels: Any
     sums: Any
     weights: Any
+    n_changed: int = -1
 
 
 def itemsize(X: Any, xp: Any) -> int:
@@ -96,8 +99,7 @@ def center_scores(x_block: Any, operand: Any, *, xp: Any) -> Any:
 def nearest_centers(x_block: Any, operand: Any, *, xp: Any) -> Any:
     """Index of the nearest center (squared Euclidean) of every row of a block: ``(b,)``.
 
-    Scores are made and reduced one cache-sized tile at a time
-    (:func:`kgpu._blocks.cache_tiles`); ties go to the lowest index.
+    Ties go to the lowest index.
 
     Parameters
     ----------
@@ -106,10 +108,7 @@ def nearest_centers(x_block: Any, operand: Any, *, xp: Any) -> Any:
     operand : array of shape (d + 1, k)
         From :func:`kgpu._distances.homogeneous_operand`.
     """
-    n_rows = x_block.shape[0]
-    tiles = cache_tiles(0, n_rows, operand.shape[1] * itemsize(x_block, xp), xp)
-    labels = [xp.argmin(center_scores(x_block[start:stop, :], operand, xp=xp), axis=1) for start, stop in tiles]
-    return _concat(labels, xp)
+    return xp.argmin(center_scores(x_block, operand, xp=xp), axis=1)
 
 
 def assign(
@@ -218,6 +217,7 @@ def assign_and_accumulate(
     *,
     xp: Any,
     rows_per_block: int,
+    previous_labels: Any = None,
 ) -> Accumulation:
     """Fused Lloyd E-step and M-step sums (squared Euclidean).
 
@@ -231,6 +231,9 @@ def assign_and_accumulate(
     centers : array of shape (k, d)
     xp : namespace
     rows_per_block : int
+    previous_labels : integer array of shape (n,) or None
+        Labels of the previous iteration: the changed rows are counted in the
+        same pass.
 
     Returns
     -------
@@ -242,24 +245,31 @@ def assign_and_accumulate(
     n_clusters, n_features = centers.shape
     is_homogeneous = X.shape[1] == n_features + 1
     operand = homogeneous_operand(centers, xp=xp)
+    # Every block writes its own rows: no concatenation pass afterwards.
+    labels = xp.empty((n_rows,), dtype=xp.int64, device=_device(sample_weight))
 
-    def one_block(start: int, stop: int) -> tuple[Any, Any, Any]:
+    def one_block(start: int, stop: int) -> tuple[Any, Any, int]:
         x_block = X[start:stop, :]
         weight_block = sample_weight[start:stop]
         labels_block = nearest_centers(x_block, operand, xp=xp)
+        labels[start:stop] = labels_block
+        n_changed = -1
+        if previous_labels is not None:
+            n_changed = int(xp.count_nonzero(labels_block != previous_labels[start:stop]))
         sums = xp.astype(segment_sum(x_block, labels_block, n_clusters, weight_block, xp=xp), xp.float64)
         if is_homogeneous:
             # The column of ones sums to the weight of each cluster.
-            return labels_block, sums[:, :n_features], sums[:, n_features]
+            return sums[:, :n_features], sums[:, n_features], n_changed
         weights = segment_weight(labels_block, n_clusters, weight_block, xp=xp, dtype=xp.float64)
-        return labels_block, sums, weights
+        return sums, weights, n_changed
 
     parts = map_blocks(one_block, row_blocks(n_rows, rows_per_block), xp)
-    sums, weights = parts[0][1], parts[0][2]
-    for _, block_sums, block_weights in parts[1:]:
+    sums, weights = parts[0][0], parts[0][1]
+    for block_sums, block_weights, _ in parts[1:]:
         sums = sums + block_sums
         weights = weights + block_weights
-    return Accumulation(_concat([part[0] for part in parts], xp), sums, weights)
+    n_changed = -1 if previous_labels is None else sum(part[2] for part in parts)
+    return Accumulation(labels, sums, weights, n_changed)
 
 
 def weighted_sum(values: Any, sample_weight: Any, *, xp: Any) -> float:
@@ -290,3 +300,9 @@ def weighted_inertia(
 
 def _concat(parts: list, xp: Any) -> Any:
     return parts[0] if len(parts) == 1 else xp.concat(parts)
+
+
+def _device(x: Any) -> Any:
+    import array_api_compat
+
+    return array_api_compat.device(x)

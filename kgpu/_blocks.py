@@ -90,25 +90,6 @@ def block_rows(
     return max(1, min(n_rows, rows))
 
 
-#: Bytes of the score tile that one NumPy GEMM + argmin works on: small
-#: enough to stay in a core's cache, large enough to amortise the call.
-CACHE_TILE_BYTES = 512 * 2**10
-
-
-def cache_tiles(start: int, stop: int, bytes_per_row: int, xp: Any) -> list[tuple[int, int]]:
-    """``(start, stop)`` tiles of one block whose temporaries stay in cache.
-
-    On NumPy an argmin over a ``(b, k)`` score block that spills out of the
-    cache costs more than the GEMM that made it, so a block's scores are made
-    and reduced a cache-sized tile at a time. Other backends get the block
-    whole: a GPU wants the largest launch it can get.
-    """
-    if backend_name(xp) != "numpy":
-        return [(start, stop)]
-    rows = max(256, CACHE_TILE_BYTES // max(1, int(bytes_per_row)))
-    return [(tile, min(tile + rows, stop)) for tile in range(start, stop, rows)]
-
-
 def check_working_memory(budget_mib: Any) -> float | None:
     """Validate a ``working_memory`` parameter (MiB, or None for the default)."""
     if budget_mib is None:

@@ -137,7 +137,7 @@ def homogeneous(X: Any, *, xp: Any, offset: Any = None, rows_per_block: int | No
     from ._blocks import block_rows, map_blocks, row_blocks
 
     n_rows, n_features = X.shape
-    design = xp.ones((n_rows, n_features + 1), dtype=X.dtype, device=_device(X))
+    design = xp.empty((n_rows, n_features + 1), dtype=X.dtype, device=_device(X))
     if rows_per_block is None:
         rows_per_block = block_rows(n_rows, (n_features + 1) * 8, xp)
 
@@ -145,6 +145,7 @@ def homogeneous(X: Any, *, xp: Any, offset: Any = None, rows_per_block: int | No
         # Block by block, in the thread pool on NumPy: no n x d temporary.
         block = X[start:stop, :]
         design[start:stop, :-1] = block if offset is None else block - offset
+        design[start:stop, -1] = 1
 
     map_blocks(fill, row_blocks(n_rows, rows_per_block), xp)
     return design

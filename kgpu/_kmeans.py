@@ -407,7 +407,10 @@ def weighted_mean(X: Any, sample_weight: Any, *, xp: Any, budget_mib: float | No
     weights64 = xp.astype(sample_weight, xp.float64)
 
     def block_sum(start: int, stop: int) -> Any:
-        return xp.matmul(weights64[start:stop], xp.astype(X[start:stop, :], xp.float64))
+        # Each block in X's dtype (no float64 copy of the data), the blocks
+        # added in float64. The mean only centers Lloyd's working copy, where
+        # any offset gives the same clustering: its last bits do not matter.
+        return xp.astype(xp.matmul(sample_weight[start:stop], X[start:stop, :]), xp.float64)
 
     total = _sum_over_blocks(block_sum, X, xp, budget_mib)
     return xp.astype(total / xp.sum(weights64), X.dtype)

@@ -91,12 +91,14 @@ def lloyd(
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
         started = time.perf_counter()
-        step = assign_and_accumulate(design, sample_weight, centers, xp=xp, rows_per_block=rows_per_block)
-        labels, sums, weights = step
+        step = assign_and_accumulate(
+            design, sample_weight, centers, xp=xp, rows_per_block=rows_per_block, previous_labels=labels_old
+        )
+        labels, sums, weights = step.labels, step.sums, step.weights
         new_centers = _centers_from_sums(X, sample_weight, centers, labels, sums, weights, xp=xp, rows_per_block=rows_per_block)
         center_shift = float(xp.sum((new_centers - centers) ** 2))
         centers = new_centers
-        n_changed = labels.shape[0] if labels_old is None else int(xp.sum(xp.astype(labels != labels_old, xp.int64)))
+        n_changed = labels.shape[0] if labels_old is None else step.n_changed
         record = IterationRecord(n_iter, center_shift, n_changed, time.perf_counter() - started)
         history.append(record)
         if on_iteration is not None:

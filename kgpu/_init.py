@@ -15,7 +15,7 @@ import numpy as np
 from ._backend import device_of, to_numpy
 from ._blocks import block_rows, map_blocks, row_blocks
 from ._distances import Metric, blockwise_row_sq_norms, distance_bytes_per_row, pairwise_distances, row_sq_norms
-from ._stream import take_rows
+from ._stream import StreamedRows, take_rows
 from ._segment import segment_sum, segment_weight
 
 
@@ -130,36 +130,79 @@ def plusplus_indices(
     rows_per_block = block_rows(n_samples, bytes_per_row, xp, budget_mib)
     blocks = row_blocks(n_samples, rows_per_block)
 
-    def distances_to(candidate_ids: np.ndarray) -> Any:
-        """``D^power`` ``(n, m)`` from every row to the rows ``candidate_ids``, float64."""
+    def block_distances(candidates: Any, candidate_norms: Any, start: int, stop: int) -> Any:
+        """``D^power`` ``(b, m)`` from rows ``start:stop`` to ``candidates``, float64."""
+        distances = pairwise_distances(
+            X[start:stop, :], candidates, metric, xp=xp,
+            x_sq_norms=x_sq_norms[start:stop] if euclidean else None, center_sq_norms=candidate_norms,
+        )
+        distances = xp.astype(distances, xp.float64)
+        return distances if power == 1 else distances**power
+
+    def candidate_costs(candidate_ids: np.ndarray) -> tuple[Any, Any]:
+        """Every row's cost ``(n, m)`` if each candidate were added, and their potentials ``(m,)``."""
         candidates = take_rows(X, candidate_ids, xp=xp)
-        candidate_norms = row_sq_norms(candidates, xp=xp) if euclidean else None
+        norms = row_sq_norms(candidates, xp=xp) if euclidean else None
 
         def one_block(start: int, stop: int) -> Any:
-            return pairwise_distances(
-                X[start:stop, :], candidates, metric, xp=xp,
-                x_sq_norms=x_sq_norms[start:stop] if euclidean else None, center_sq_norms=candidate_norms,
-            )
+            return xp.minimum(closest_cost[start:stop, None], block_distances(candidates, norms, start, stop))
 
         parts = map_blocks(one_block, blocks, xp)
-        distances = xp.astype(xp.concat(parts, axis=0) if len(parts) > 1 else parts[0], xp.float64)
-        return distances if power == 1 else distances**power
+        costs = xp.concat(parts, axis=0) if len(parts) > 1 else parts[0]
+        return costs, xp.sum(costs * weights64[:, None], axis=0)
+
+    def streamed_step(candidate_ids: np.ndarray) -> tuple[Any, int, float]:
+        """:func:`candidate_costs` without the ``(n, m)`` matrix, for data streamed from the host.
+
+        One pass sums the potentials block by block; a second recomputes the
+        same block distances and keeps the winner's column, so the costs are
+        exactly those of the in-memory path.
+        """
+        candidates = take_rows(X, candidate_ids, xp=xp)
+        norms = row_sq_norms(candidates, xp=xp) if euclidean else None
+
+        def block_costs(start: int, stop: int) -> Any:
+            return xp.minimum(closest_cost[start:stop, None], block_distances(candidates, norms, start, stop))
+
+        def block_potentials(start: int, stop: int) -> Any:
+            return xp.sum(block_costs(start, stop) * weights64[start:stop, None], axis=0)
+
+        parts = map_blocks(block_potentials, blocks, xp)
+        potentials = parts[0]
+        for part in parts[1:]:
+            potentials = potentials + part
+        best = int(xp.argmin(potentials))
+        kept = xp.empty((n_samples,), dtype=xp.float64, device=device)
+
+        def keep_best(start: int, stop: int) -> None:
+            kept[start:stop] = block_costs(start, stop)[:, best]
+
+        map_blocks(keep_best, blocks, xp)
+        return kept, best, float(potentials[best])
 
     indices = np.empty(n_clusters, dtype=np.int64)
     indices[0] = random_state.choice(n_samples, p=_host_probabilities(sample_weight))
-    closest_cost = distances_to(indices[:1])[:, 0]
+    first = take_rows(X, indices[:1], xp=xp)
+    first_norms = row_sq_norms(first, xp=xp) if euclidean else None
+    parts = map_blocks(lambda start, stop: block_distances(first, first_norms, start, stop)[:, 0], blocks, xp)
+    closest_cost = xp.concat(parts) if len(parts) > 1 else parts[0]
     current_potential = float(xp.sum(closest_cost * weights64))
+    # Out-of-core data must not meet an (n, n_local_trials) matrix on the device.
+    streamed = isinstance(X, StreamedRows)
 
     for c in range(1, n_clusters):
         thresholds = random_state.uniform(size=n_local_trials) * current_potential
         cumulative = xp.cumulative_sum(weights64 * closest_cost)
         candidate_ids = xp.searchsorted(cumulative, xp.asarray(thresholds, dtype=xp.float64, device=device))
+        del cumulative  # one n-vector fewer alive during the next pass
         candidate_ids = np.minimum(to_numpy(candidate_ids).astype(np.int64), n_samples - 1)
-        candidate_cost = xp.minimum(closest_cost[:, None], distances_to(candidate_ids))
-        potentials = xp.sum(candidate_cost * weights64[:, None], axis=0)
-        best = int(xp.argmin(potentials))
-        current_potential = float(potentials[best])
-        closest_cost = candidate_cost[:, best]
+        if streamed:
+            closest_cost, best, current_potential = streamed_step(candidate_ids)
+        else:
+            costs, potentials = candidate_costs(candidate_ids)
+            best = int(xp.argmin(potentials))
+            current_potential = float(potentials[best])
+            closest_cost = costs[:, best]
         indices[c] = candidate_ids[best]
     return indices
 

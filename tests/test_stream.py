@@ -181,14 +181,7 @@ _PEAK_INITS = [
     "random",
     "random-partition",
     "array",
-    pytest.param(
-        "k-means++",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="greedy k-means++ (kgpu/_init.py) holds (n, n_local_trials) float64 "
-            "distance and cost matrices: about half the data size here",
-        ),
-    ),
+    "k-means++",
 ]
 
 

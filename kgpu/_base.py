@@ -7,14 +7,20 @@ every array in the namespace and on the device of the caller's input.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+import warnings
+from typing import Any, Callable, NamedTuple
 
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
+
+from ._assign import SQEUCLIDEAN, assign, distance_matrix, weighted_sum
+from ._distances import Metric
+from ._segment import segment_weight
 
 from ._backend import backend_name, device_of, move_to, namespace_of, resolve_compute
 from ._stream import StreamedRows, should_stream
-from ._validation import check_data, check_sample_weight
+from ._validation import check_data, check_positive_int, check_sample_weight, is_dask_array
 
 
 class Placement(NamedTuple):
@@ -42,10 +48,161 @@ class Placement(NamedTuple):
 
 
 class CentroidEstimatorMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
-    """Backend plumbing and scikit-learn tags shared by the centroid estimators.
+    """What the centroid estimators share: placement, predict / transform / score, init checks.
 
-    Subclasses define ``backend``, ``device`` and ``working_memory`` parameters.
+    Subclasses define ``n_clusters``, ``init``, ``n_init``, ``verbose``,
+    ``backend``, ``device`` and ``working_memory`` parameters, a ``fit`` that
+    sets ``cluster_centers_``, and say which metric their objective sums
+    (:meth:`_objective_metric`). Everything after the fit is then common:
+    ``predict`` assigns by that metric, ``score`` is minus its weighted sum,
+    ``transform`` gives the distances to the centers.
     """
+
+    #: ``init`` names the estimator accepts.
+    _init_methods: tuple[str, ...] = ()
+    #: Inits run once when ``n_init="auto"`` (greedy seedings); others run
+    #: :attr:`_default_n_init` times.
+    _single_run_inits: tuple[str, ...] = ()
+    #: Inits that give the same centers every time: ``n_init`` is forced to 1.
+    _deterministic_inits: tuple[str, ...] = ()
+    _default_n_init = 10
+    #: What an explicit ``init`` is, for error messages.
+    _explicit_init = "an array of shape (n_clusters, n_features)"
+    #: Whether Dask input is fitted and predicted by :mod:`kgpu._dask`.
+    _dask_engine = False
+
+    # ----------------------------------------------------------- metrics
+    def _objective_metric(self) -> Metric:
+        """The metric of the objective: ``predict`` assigns by it, ``score`` sums it."""
+        return SQEUCLIDEAN
+
+    def _transform_metric(self) -> Metric:
+        """The metric of :meth:`transform` (the objective's, unless overridden)."""
+        return self._objective_metric()
+
+    # ------------------------------------------------- after the fit
+    def predict(self, X: Any) -> Any:
+        """Index of the closest center (under the objective's metric) for each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : integer array of shape (n_samples,), in the namespace of ``X``
+            A lazy Dask array for a Dask ``X`` (K-Means family).
+        """
+        if self._dask_engine and is_dask_array(X):
+            from ._dask import predict_labels
+
+            return predict_labels(self, X)
+        placement = self._place(X, reset=False, streamable=True)
+        assignment = assign(
+            placement.X, self._centers_on(placement), xp=placement.xp,
+            metric=self._objective_metric(), budget_mib=self.working_memory,
+        )
+        return placement.to_input(assignment.labels)
+
+    def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
+        """Fit and return ``labels_``."""
+        return self.fit(X, sample_weight=sample_weight).labels_
+
+    def transform(self, X: Any) -> Any:
+        """Distance from each sample to each center.
+
+        Returns
+        -------
+        distances : array of shape (n_samples, n_clusters), dtype of ``X``
+            A lazy Dask array for a Dask ``X`` (K-Means family).
+        """
+        if self._dask_engine and is_dask_array(X):
+            from ._dask import transform
+
+            return transform(self, X)
+        placement = self._place(X, reset=False, streamable=True)
+        distances = distance_matrix(
+            placement.X, self._centers_on(placement), xp=placement.xp,
+            metric=self._transform_metric(), budget_mib=self.working_memory,
+        )
+        return placement.to_input(distances)
+
+    def fit_transform(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
+        """Fit, then return :meth:`transform` of ``X``."""
+        return self.fit(X, sample_weight=sample_weight).transform(X)
+
+    def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
+        """Opposite of the objective of ``X`` on the fitted centers (weighted).
+
+        For K-Means the inertia, for K-Medians the sum of L1 distances, for
+        K-Medoids the sum of distances under ``metric``.
+        """
+        if self._dask_engine and is_dask_array(X):
+            from ._dask import score
+
+            return score(self, X, sample_weight)
+        placement = self._place(X, reset=False, streamable=True)
+        weights = self._place_weights(sample_weight, placement)
+        assignment = assign(
+            placement.X, self._centers_on(placement), xp=placement.xp,
+            metric=self._objective_metric(), budget_mib=self.working_memory,
+        )
+        return -weighted_sum(assignment.min_dist, weights, xp=placement.xp)
+
+    # ------------------------------------------------------------ init
+    def _resolve_n_init(self) -> int:
+        """Validate ``init`` and ``n_init``; the number of runs to make.
+
+        ``n_init="auto"`` follows scikit-learn: one run for the greedy seedings
+        and explicit centers, :attr:`_default_n_init` for random ones and
+        callables.
+        """
+        explicit = not isinstance(self.init, str) and not callable(self.init)
+        if isinstance(self.init, str) and self.init not in self._init_methods:
+            raise ValueError(
+                f"init must be one of {self._init_methods}, a callable or "
+                f"{self._explicit_init}; got {self.init!r}."
+            )
+        deterministic = explicit or (isinstance(self.init, str) and self.init in self._deterministic_inits)
+        if self.n_init == "auto":
+            single = deterministic or (isinstance(self.init, str) and self.init in self._single_run_inits)
+            return 1 if single else self._default_n_init
+        n_init = check_positive_int(self.n_init, "n_init")
+        if deterministic and n_init != 1:
+            what = "Explicit initial center position passed" if explicit else f"init={self.init!r} is deterministic"
+            warnings.warn(
+                f"{what}: performing only one init in {type(self).__name__} instead of n_init={n_init}.",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return 1
+        return n_init
+
+    def _check_centers(self, centers: Any, placement: Placement, n_clusters: int, what: str) -> Any:
+        """Initial centers given by the user, validated and moved to the compute namespace."""
+        centers = check_data(centers)
+        if tuple(centers.shape) != (n_clusters, self.n_features_in_):
+            raise ValueError(
+                f"The shape of the initial centers given by {what} {tuple(centers.shape)} "
+                f"does not match (n_clusters, n_features) = ({n_clusters}, {self.n_features_in_})."
+            )
+        centers = move_to(centers, placement.xp, placement.device)
+        return placement.xp.astype(centers, placement.X.dtype)
+
+    def _printer(self, run: int) -> Callable[[Any], None] | None:
+        """The ``verbose`` callback: one line per iteration record, or None."""
+        if not self.verbose:
+            return None
+
+        def show(record: Any) -> None:
+            fields = ", ".join(
+                f"{name.replace('_', ' ')} {value:.6g}" if isinstance(value, float) else f"{name.replace('_', ' ')} {value}"
+                for name, value in record._asdict().items()
+                if name not in ("iteration", "seconds")
+            )
+            print(f"run {run} iteration {record.iteration}: {fields}, {record.seconds * 1e3:.1f} ms")
+
+        return show
 
     def _place(self, X: Any, *, reset: bool, min_samples: int = 1, streamable: bool = False) -> Placement:
         """Validate ``X`` and move it to the compute namespace.
@@ -84,6 +241,18 @@ class CentroidEstimatorMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         tags.input_tags.sparse = False
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
+
+
+def warn_if_fewer_distinct_clusters(labels: Any, n_clusters: int, *, xp: Any) -> None:
+    """scikit-learn's ``ConvergenceWarning`` when a fit uses fewer clusters than asked for."""
+    n_distinct = int(xp.count_nonzero(segment_weight(labels, n_clusters, xp=xp) > 0))
+    if n_distinct < n_clusters:
+        warnings.warn(
+            f"Number of distinct clusters ({n_distinct}) found smaller than "
+            f"n_clusters ({n_clusters}). Possibly due to duplicate points in X.",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
 
 
 def fitted_backend_name(placement: Placement) -> str:

@@ -371,6 +371,9 @@ class BisectingKMeans(KMeans):
     [2]
     """
 
+    # Dask input is not supported: the splits need random access to the rows.
+    _dask_engine = False
+
     def __init__(
         self,
         n_clusters: int = 8,

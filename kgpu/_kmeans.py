@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, Callable
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
-from ._assign import assign, assignment_block_rows, distance_matrix, itemsize as _itemsize, weighted_inertia
+from ._assign import assignment_block_rows, itemsize as _itemsize
 from ._backend import device_of, is_array_api_obj, move_to, namespace_of, resolve_compute
-from ._base import CentroidEstimatorMixin, Placement, fitted_backend_name
+from ._base import CentroidEstimatorMixin, Placement, fitted_backend_name, warn_if_fewer_distinct_clusters
 from ._blocks import block_rows, map_blocks, row_blocks
-from ._distances import blockwise_row_sq_norms, check_metric
+from ._distances import Metric, blockwise_row_sq_norms, check_metric
 from ._stream import working_copy
 from ._init import forgy_indices, kmeans_plusplus_indices, random_partition_centers, take_rows
 from ._init_parallel import kmeans_parallel_centers
 from ._lloyd import lloyd
 from ._progress import chain_callbacks, check_progress, progress_bar
-from ._segment import segment_weight
 from ._validation import (
     check_data,
     check_n_clusters,
@@ -147,6 +144,10 @@ array-like of shape (n_clusters, n_features), default="k-means++"
     [[1.0, 2.0], [10.0, 2.0]]
     """
 
+    _init_methods = INIT_METHODS
+    _single_run_inits = ("k-means++", "k-means||")
+    _dask_engine = True
+
     def __init__(
         self,
         n_clusters: int = 8,
@@ -243,14 +244,7 @@ array-like of shape (n_clusters, n_features), default="k-means++"
                     best = result
 
         centers = best.centers if offset is None else best.centers + offset
-        n_distinct = int(xp.sum(xp.astype(segment_weight(best.labels, n_clusters, xp=xp) > 0, xp.int64)))
-        if n_distinct < n_clusters:
-            warnings.warn(
-                f"Number of distinct clusters ({n_distinct}) found smaller than "
-                f"n_clusters ({n_clusters}). Possibly due to duplicate points in X.",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
+        warn_if_fewer_distinct_clusters(best.labels, n_clusters, xp=xp)
         self.cluster_centers_ = placement.to_input(centers)
         self.labels_ = placement.to_input(best.labels)
         self.inertia_ = best.inertia
@@ -259,115 +253,19 @@ array-like of shape (n_clusters, n_features), default="k-means++"
         self.backend_ = fitted_backend_name(placement)
         return self
 
-    # -------------------------------------------------------------- predict
-    def predict(self, X: Any) -> Any:
-        """Index of the closest center for each sample.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        labels : integer array of shape (n_samples,), in the namespace of ``X``
-            A lazy Dask array for a Dask ``X``.
-        """
-        if is_dask_array(X):
-            from ._dask import predict_labels
-
-            return predict_labels(self, X)
-        placement = self._place(X, reset=False, streamable=True)
-        centers = self._centers_on(placement)
-        labels = assign(placement.X, centers, xp=placement.xp, rows_per_block=self._rows(placement)).labels
-        return placement.to_input(labels)
-
-    def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
-        """Fit and return ``labels_``."""
-        return self.fit(X, sample_weight=sample_weight).labels_
-
-    def transform(self, X: Any) -> Any:
-        """Euclidean distance from each sample to each center.
-
-        Returns
-        -------
-        distances : array of shape (n_samples, n_clusters), dtype of ``X``
-            A lazy Dask array for a Dask ``X``.
-        """
-        if is_dask_array(X):
-            from ._dask import transform
-
-            return transform(self, X)
-        placement = self._place(X, reset=False, streamable=True)
-        distances = distance_matrix(
-            placement.X, self._centers_on(placement), xp=placement.xp,
-            metric=EUCLIDEAN, budget_mib=self.working_memory,
-        )
-        return placement.to_input(distances)
-
-    def fit_transform(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
-        """Fit, then return :meth:`transform` of ``X``."""
-        return self.fit(X, sample_weight=sample_weight).transform(X)
-
-    def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
-        """Opposite of the (weighted) inertia of ``X`` on the fitted centers."""
-        if is_dask_array(X):
-            from ._dask import score
-
-            return score(self, X, sample_weight)
-        placement = self._place(X, reset=False, streamable=True)
-        centers = self._centers_on(placement)
-        weights = self._place_weights(sample_weight, placement)
-        xp = placement.xp
-        rows_per_block = self._rows(placement)
-        labels = assign(placement.X, centers, xp=xp, rows_per_block=rows_per_block).labels
-        return -weighted_inertia(placement.X, weights, centers, labels, xp=xp, rows_per_block=rows_per_block)
-
     # ------------------------------------------------------------- helpers
-    def _rows(self, placement: Placement) -> int:
-        n_samples, n_features = placement.X.shape
-        return assignment_block_rows(
-            n_samples, self.cluster_centers_.shape[0], n_features,
-            _itemsize(placement.X, placement.xp), placement.xp, self.working_memory,
-        )
+    def _transform_metric(self) -> Metric:
+        # Distances, not the squared distances the objective sums (scikit-learn's transform).
+        return EUCLIDEAN
 
     def _init_name(self) -> str | None:
         return self.init if isinstance(self.init, str) else None
-
-    def _resolve_n_init(self) -> int:
-        explicit_centers = not isinstance(self.init, str) and not callable(self.init)
-        if isinstance(self.init, str) and self.init not in INIT_METHODS:
-            raise ValueError(
-                f"init must be one of {INIT_METHODS}, a callable or an array of "
-                f"shape (n_clusters, n_features); got {self.init!r}."
-            )
-        if self.n_init == "auto":
-            return 1 if explicit_centers or self.init in ("k-means++", "k-means||") else 10
-        n_init = check_positive_int(self.n_init, "n_init")
-        if explicit_centers and n_init != 1:
-            warnings.warn(
-                "Explicit initial center position passed: performing only one init "
-                f"in {type(self).__name__} instead of n_init={n_init}.",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            return 1
-        return n_init
 
     def _explicit_init_centers(self, placement: Placement, n_clusters: int) -> Any:
         """The ``init`` array validated and moved to the compute namespace, or None."""
         if isinstance(self.init, str) or callable(self.init):
             return None
         return self._check_centers(self.init, placement, n_clusters, "init")
-
-    def _check_centers(self, centers: Any, placement: Placement, n_clusters: int, what: str) -> Any:
-        centers = check_data(centers)
-        if tuple(centers.shape) != (n_clusters, self.n_features_in_):
-            raise ValueError(
-                f"The shape of the initial centers given by {what} {tuple(centers.shape)} "
-                f"does not match (n_clusters, n_features) = ({n_clusters}, {self.n_features_in_})."
-            )
-        centers = move_to(centers, placement.xp, placement.device)
-        return placement.xp.astype(centers, placement.X.dtype)
 
     def _initial_centers(self, X_user, X_fit, offset, sample_weight, n_clusters, random_state, x_sq_norms, placement):
         xp = placement.xp
@@ -385,18 +283,6 @@ array-like of shape (n_clusters, n_features), default="k-means++"
         if self.init == "random":
             return take_rows(X_fit, forgy_indices(X_fit.shape[0], n_clusters, sample_weight, random_state), xp=xp)
         return random_partition_centers(X_fit, n_clusters, sample_weight, random_state, xp=xp, budget_mib=self.working_memory)
-
-    def _printer(self, run: int):
-        if not self.verbose:
-            return None
-
-        def show(record) -> None:
-            print(
-                f"run {run} iteration {record.iteration}: center shift {record.center_shift:.6g}, "
-                f"{record.n_changed} labels changed, {record.seconds * 1e3:.1f} ms"
-            )
-
-        return show
 
 
 def weighted_mean(X: Any, sample_weight: Any, *, xp: Any, budget_mib: float | None = None) -> Any:

@@ -19,20 +19,18 @@ returned centers.
 from __future__ import annotations
 
 import time
-import warnings
 from typing import Any, Callable, NamedTuple
 
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from ._assign import assign, assignment_block_rows, itemsize, weighted_sum
-from ._base import CentroidEstimatorMixin, Placement, fitted_backend_name
+from ._base import CentroidEstimatorMixin, fitted_backend_name, warn_if_fewer_distinct_clusters
 from ._blocks import map_blocks, row_blocks
-from ._distances import Metric, check_metric, pairwise_distances
+from ._distances import Metric, check_metric
 from ._empty import relocate_empty_labels
 from ._init import forgy_indices, plusplus_indices, take_rows
 from ._segment import segment_median, segment_weight
-from ._validation import check_data, check_n_clusters, check_non_negative_float, check_positive_int
+from ._validation import check_n_clusters, check_non_negative_float, check_positive_int
 
 #: The metric of K-Medians.
 MANHATTAN = check_metric("manhattan")
@@ -165,28 +163,6 @@ def mean_absolute_deviation(X: Any, sample_weight: Any, *, xp: Any, budget_mib: 
     return float(xp.mean(total / xp.sum(weights64)))
 
 
-def distances_in_blocks(X: Any, centers: Any, metric: Metric, *, xp: Any, rows_per_block: int) -> Any:
-    """Distances ``(n, k)`` from every row to every center, computed block by block."""
-
-    def one_block(start: int, stop: int) -> Any:
-        return pairwise_distances(X[start:stop, :], centers, metric, xp=xp)
-
-    parts = map_blocks(one_block, row_blocks(X.shape[0], rows_per_block), xp)
-    return parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
-
-
-def warn_if_fewer_distinct_clusters(labels: Any, n_clusters: int, *, xp: Any) -> None:
-    """scikit-learn's warning when the fit uses fewer clusters than asked for."""
-    n_distinct = int(xp.sum(xp.astype(segment_weight(labels, n_clusters, xp=xp) > 0, xp.int64)))
-    if n_distinct < n_clusters:
-        warnings.warn(
-            f"Number of distinct clusters ({n_distinct}) found smaller than "
-            f"n_clusters ({n_clusters}). Possibly due to duplicate points in X.",
-            ConvergenceWarning,
-            stacklevel=3,
-        )
-
-
 class KMedians(CentroidEstimatorMixin):
     """K-Medians clustering: L1 distances and coordinate-wise medians, on any array-API backend.
 
@@ -269,6 +245,9 @@ class KMedians(CentroidEstimatorMixin):
     [[1.0, 2.0], [10.0, 3.0]]
     """
 
+    _init_methods = INIT_METHODS
+    _single_run_inits = ("k-medians++",)
+
     def __init__(
         self,
         n_clusters: int = 8,
@@ -349,90 +328,8 @@ class KMedians(CentroidEstimatorMixin):
         self.backend_ = fitted_backend_name(placement)
         return self
 
-    def predict(self, X: Any) -> Any:
-        """Index of the closest center (L1 distance) for each sample.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-
-        Returns
-        -------
-        labels : integer array of shape (n_samples,), in the namespace of ``X``
-        """
-        placement = self._place(X, reset=False)
-        centers = self._centers_on(placement)
-        labels = assign(placement.X, centers, xp=placement.xp, metric=MANHATTAN, rows_per_block=self._rows(placement)).labels
-        return placement.to_input(labels)
-
-    def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
-        """Fit and return ``labels_``."""
-        return self.fit(X, sample_weight=sample_weight).labels_
-
-    def transform(self, X: Any) -> Any:
-        """L1 (manhattan) distance from each sample to each center.
-
-        Returns
-        -------
-        distances : array of shape (n_samples, n_clusters), dtype of ``X``
-        """
-        placement = self._place(X, reset=False)
-        centers = self._centers_on(placement)
-        distances = distances_in_blocks(placement.X, centers, MANHATTAN, xp=placement.xp, rows_per_block=self._rows(placement))
-        return placement.to_input(distances)
-
-    def fit_transform(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
-        """Fit, then return :meth:`transform` of ``X``."""
-        return self.fit(X, sample_weight=sample_weight).transform(X)
-
-    def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
-        """Opposite of the (weighted) sum of L1 distances of ``X`` to its closest centers."""
-        placement = self._place(X, reset=False)
-        centers = self._centers_on(placement)
-        weights = self._place_weights(sample_weight, placement)
-        xp = placement.xp
-        distances = assign(placement.X, centers, xp=xp, metric=MANHATTAN, rows_per_block=self._rows(placement)).min_dist
-        return -weighted_sum(distances, weights, xp=xp)
-
-    # ------------------------------------------------------------- helpers
-    def _rows(self, placement: Placement) -> int:
-        n_samples, n_features = placement.X.shape
-        return assignment_block_rows(
-            n_samples, self.cluster_centers_.shape[0], n_features,
-            itemsize(placement.X, placement.xp), placement.xp, self.working_memory, MANHATTAN,
-        )
-
-    def _resolve_n_init(self) -> int:
-        explicit_centers = not isinstance(self.init, str) and not callable(self.init)
-        if isinstance(self.init, str) and self.init not in INIT_METHODS:
-            raise ValueError(
-                f"init must be one of {INIT_METHODS}, a callable or an array of "
-                f"shape (n_clusters, n_features); got {self.init!r}."
-            )
-        if self.n_init == "auto":
-            return 1 if explicit_centers or self.init == "k-medians++" else 10
-        n_init = check_positive_int(self.n_init, "n_init")
-        if explicit_centers and n_init != 1:
-            warnings.warn(
-                "Explicit initial center position passed: performing only one init "
-                f"in {type(self).__name__} instead of n_init={n_init}.",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            return 1
-        return n_init
-
-    def _check_centers(self, centers: Any, placement: Placement, n_clusters: int, what: str) -> Any:
-        centers = check_data(centers)
-        if tuple(centers.shape) != (n_clusters, self.n_features_in_):
-            raise ValueError(
-                f"The shape of the initial centers given by {what} {tuple(centers.shape)} "
-                f"does not match (n_clusters, n_features) = ({n_clusters}, {self.n_features_in_})."
-            )
-        from ._backend import move_to
-
-        centers = move_to(centers, placement.xp, placement.device)
-        return placement.xp.astype(centers, placement.X.dtype)
+    def _objective_metric(self) -> Metric:
+        return MANHATTAN
 
     def _initial_centers(self, X_user, X_fit, sample_weight, n_clusters, random_state, placement):
         xp = placement.xp
@@ -444,19 +341,6 @@ class KMedians(CentroidEstimatorMixin):
         else:
             indices = forgy_indices(X_fit.shape[0], n_clusters, sample_weight, random_state)
         return take_rows(X_fit, indices, xp=xp)
-
-    def _printer(self, run: int):
-        if not self.verbose:
-            return None
-
-        def show(record: MedianIteration) -> None:
-            print(
-                f"run {run} iteration {record.iteration}: center shift {record.center_shift:.6g}, "
-                f"{record.n_changed} labels changed, {record.n_reseeded} clusters re-seeded, "
-                f"{record.seconds * 1e3:.1f} ms"
-            )
-
-        return show
 
 
 def _device(x: Any) -> Any:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
@@ -33,12 +32,11 @@ from sklearn.utils import check_random_state
 
 from ._assign import assign, assignment_block_rows, itemsize, weighted_sum
 from ._backend import backend_name, is_array_api_obj, is_host, to_numpy
-from ._base import CentroidEstimatorMixin, Placement, fitted_backend_name
+from ._base import CentroidEstimatorMixin, fitted_backend_name, warn_if_fewer_distinct_clusters
 from ._blocks import block_rows, cpu_threads, map_blocks, row_blocks
 from ._distances import Metric, check_metric, distance_bytes_per_row, pairwise_distances, row_sq_norms
 from ._empty import relocate_empty_labels
 from ._init import forgy_indices, plusplus_indices, take_rows
-from ._kmedians import distances_in_blocks, warn_if_fewer_distinct_clusters
 from ._segment import segment_sum, segment_weight
 from ._validation import check_n_clusters, check_positive_int
 
@@ -596,6 +594,11 @@ class KMedoids(CentroidEstimatorMixin):
     ([0, 3], [0, 0, 0, 1, 1, 1])
     """
 
+    _init_methods = INIT_METHODS
+    _single_run_inits = ("k-medoids++",)
+    _deterministic_inits = ("build",)
+    _explicit_init = "an array of n_clusters row indices"
+
     def __init__(
         self,
         n_clusters: int = 8,
@@ -706,77 +709,8 @@ class KMedoids(CentroidEstimatorMixin):
         self.backend_ = fitted_backend_name(placement)
         return self
 
-    def predict(self, X: Any) -> Any:
-        """Index of the closest medoid (under ``metric``) for each sample.
-
-        Returns
-        -------
-        labels : integer array of shape (n_samples,), in the namespace of ``X``
-        """
-        placement = self._place(X, reset=False)
-        centers = self._centers_on(placement)
-        metric = check_metric(self.metric, self.p)
-        labels = assign(placement.X, centers, xp=placement.xp, metric=metric, rows_per_block=self._rows(placement, metric)).labels
-        return placement.to_input(labels)
-
-    def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
-        """Fit and return ``labels_``."""
-        return self.fit(X, sample_weight=sample_weight).labels_
-
-    def transform(self, X: Any) -> Any:
-        """Distance (under ``metric``) from each sample to each medoid.
-
-        Returns
-        -------
-        distances : array of shape (n_samples, n_clusters), dtype of ``X``
-        """
-        placement = self._place(X, reset=False)
-        centers = self._centers_on(placement)
-        metric = check_metric(self.metric, self.p)
-        distances = distances_in_blocks(placement.X, centers, metric, xp=placement.xp, rows_per_block=self._rows(placement, metric))
-        return placement.to_input(distances)
-
-    def fit_transform(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
-        """Fit, then return :meth:`transform` of ``X``."""
-        return self.fit(X, sample_weight=sample_weight).transform(X)
-
-    def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
-        """Opposite of the (weighted) sum of distances of ``X`` to its closest medoids."""
-        placement = self._place(X, reset=False)
-        centers = self._centers_on(placement)
-        weights = self._place_weights(sample_weight, placement)
-        metric = check_metric(self.metric, self.p)
-        xp = placement.xp
-        distances = assign(placement.X, centers, xp=xp, metric=metric, rows_per_block=self._rows(placement, metric)).min_dist
-        return -weighted_sum(distances, weights, xp=xp)
-
-    # ------------------------------------------------------------- helpers
-    def _rows(self, placement: Placement, metric: Metric) -> int:
-        n_samples, n_features = placement.X.shape
-        return assignment_block_rows(
-            n_samples, self.cluster_centers_.shape[0], n_features,
-            itemsize(placement.X, placement.xp), placement.xp, self.working_memory, metric,
-        )
-
-    def _resolve_n_init(self) -> int:
-        explicit = not isinstance(self.init, str) and not callable(self.init)
-        if isinstance(self.init, str) and self.init not in INIT_METHODS:
-            raise ValueError(
-                f"init must be one of {INIT_METHODS}, a callable or an array of "
-                f"n_clusters row indices; got {self.init!r}."
-            )
-        if self.n_init == "auto":
-            return 10 if isinstance(self.init, str) and self.init == "random" else 1
-        n_init = check_positive_int(self.n_init, "n_init")
-        if (explicit or (isinstance(self.init, str) and self.init == "build")) and n_init != 1:
-            warnings.warn(
-                f"init={'an array' if explicit else repr(self.init)} is deterministic: performing "
-                f"only one init in {type(self).__name__} instead of n_init={n_init}.",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            return 1
-        return n_init
+    def _objective_metric(self) -> Metric:
+        return check_metric(self.metric, self.p)
 
     def _initial_medoids(self, X_user, X_fit, sample_weight, n_clusters, random_state, metric, row_distances, xp):
         n_samples = X_fit.shape[0]

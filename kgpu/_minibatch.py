@@ -462,6 +462,10 @@ class MiniBatchKMeans(KMeans):
     2
     """
 
+    _init_methods = SEEDING_METHODS
+    _single_run_inits = ("k-means++",)
+    _default_n_init = 3
+
     def __init__(
         self,
         n_clusters: int = 8,
@@ -684,26 +688,6 @@ class MiniBatchKMeans(KMeans):
             )
             init_size = 3 * n_clusters
         return batch_size, min(init_size, n_samples)
-
-    def _resolve_n_init(self) -> int:
-        if isinstance(self.init, str) and self.init not in SEEDING_METHODS:
-            raise ValueError(
-                f"init must be one of {SEEDING_METHODS}, a callable or an array of "
-                f"shape (n_clusters, n_features); got {self.init!r}."
-            )
-        explicit_centers = not isinstance(self.init, str) and not callable(self.init)
-        if self.n_init == "auto":
-            return 1 if explicit_centers or self.init == "k-means++" else 3
-        n_init = check_positive_int(self.n_init, "n_init")
-        if explicit_centers and n_init != 1:
-            warnings.warn(
-                "Explicit initial center position passed: performing only one init "
-                f"in {type(self).__name__} instead of n_init={n_init}.",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            return 1
-        return n_init
 
     def _seed(self, placement: Placement, X, sample_weight, n_clusters, init_size, random_state, explicit_centers):
         """Initial centers from a random subsample of ``init_size`` rows of ``X``."""

@@ -16,6 +16,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._assign import SQEUCLIDEAN, assign, distance_matrix, weighted_sum
 from ._distances import Metric
+from ._progress import chain_callbacks, progress_bar
 from ._segment import segment_weight
 
 from ._backend import backend_name, device_of, move_to, namespace_of, resolve_compute
@@ -188,6 +189,16 @@ class CentroidEstimatorMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             )
         centers = move_to(centers, placement.xp, placement.device)
         return placement.xp.astype(centers, placement.X.dtype)
+
+    def _progress_bar(self, *, total: int | None = None, unit: str = "iter") -> Any:
+        """The ``progress`` bar of this fit (a no-op when off); a context manager."""
+        return progress_bar(self.progress, total=total, description=type(self).__name__, unit=unit)
+
+    def _iteration_callback(self, bar: Any, run: int, n_init: int) -> Callable[[Any], None] | None:
+        """What a kernel calls after every iteration of run ``run``: the bar and ``verbose``."""
+        if n_init > 1:
+            bar.describe(f"{type(self).__name__} run {run + 1}/{n_init}")
+        return chain_callbacks(self._printer(run), bar.on_iteration)
 
     def _printer(self, run: int) -> Callable[[Any], None] | None:
         """The ``verbose`` callback: one line per iteration record, or None."""

@@ -10,22 +10,21 @@ convention), and :func:`descend` assigns new rows by walking down the tree.
 from __future__ import annotations
 
 import numbers
-import warnings
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from ._assign import assignment_block_rows, center_scores, itemsize as _itemsize, weighted_inertia
 from ._backend import device_of, move_to, to_numpy
-from ._base import Placement, fitted_backend_name
+from ._base import Placement, fitted_backend_name, warn_if_fewer_distinct_clusters
 from ._blocks import map_blocks, row_blocks
 from ._distances import homogeneous, homogeneous_operand
 from ._kmeans import KMeans, mean_feature_variance, weighted_mean
 from ._lloyd import assign_cost_to_current, lloyd
 from ._minibatch import SEEDING_METHODS, seed_centers, take_host_ids
+from ._progress import check_progress
 from ._segment import segment_weight
 from ._validation import check_n_clusters, check_non_negative_float, check_positive_int
 
@@ -320,6 +319,10 @@ class BisectingKMeans(KMeans):
     working_memory : float or None, default=None
         Memory budget in MiB of one block of the distance matrix.
 
+    progress : bool or "auto", default=False
+        Show a progress bar (tqdm, on standard error) counting splits, with the inertia after each.
+        ``"auto"`` shows it only when standard error is a terminal.
+        Independent of ``verbose``.
     Attributes
     ----------
     cluster_centers_ : array of shape (n_clusters, n_features)
@@ -389,6 +392,7 @@ class BisectingKMeans(KMeans):
         backend: str | None = None,
         device: Any = None,
         working_memory: float | None = None,
+        progress: bool | str = False,
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -402,6 +406,7 @@ class BisectingKMeans(KMeans):
         self.backend = backend
         self.device = device
         self.working_memory = working_memory
+        self.progress = progress
 
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> "BisectingKMeans":
         """Build the tree of splits.
@@ -423,6 +428,7 @@ class BisectingKMeans(KMeans):
         n_init = check_positive_int(self.n_init, "n_init")
         max_iter = check_positive_int(self.max_iter, "max_iter")
         tol = check_non_negative_float(self.tol, "tol")
+        check_progress(self.progress)
         self._check_init_and_strategy()
         placement = self._place(X, reset=True)
         xp, X_fit = placement.xp, placement.X
@@ -440,50 +446,45 @@ class BisectingKMeans(KMeans):
         leaves = [root]  # always in left-to-right order
         node_centers = [root_center]  # indexed by node id
         splits: list[Bisection] = []
-        for step in range(n_clusters - 1):
-            position = self._leaf_to_split(leaves)
-            parent = leaves[position]
-            rows = X_fit if parent.indices is None else xp.take(X_fit, parent.indices, axis=0)
-            weights = sample_weight if parent.indices is None else xp.take(sample_weight, parent.indices, axis=0)
-            split = bisect(
-                rows, weights, seed=self._seeder(placement, random_state), n_init=n_init,
-                max_iter=max_iter, tol=tol, center_rows=bool(self.copy_x), xp=xp,
-                budget_mib=self.working_memory,
-            )
-            children = []
-            for side in (0, 1):
-                members = xp.nonzero(split.labels == side)[0]
-                indices = members if parent.indices is None else xp.take(parent.indices, members)
-                children.append(_Node(
-                    2 * step + 1 + side, indices, split.centers[side, :], int(split.sizes[side]),
-                    float(split.weights[side]), float(split.inertias[side]),
-                ))
-            leaves[position:position + 1] = children
-            node_centers.extend(child.center for child in children)
-            record = Bisection(
-                step, parent.node_id, children[0].node_id, children[1].node_id,
-                parent.size, children[0].size, children[1].size,
-                parent.weight, children[0].weight, children[1].weight,
-                parent.inertia, children[0].inertia, children[1].inertia, split.n_iter,
-            )
-            splits.append(record)
-            if self.verbose:
-                print(
-                    f"[BisectingKMeans] split {step}: node {record.parent} ({record.parent_size} rows, "
-                    f"inertia {record.parent_inertia:.6g}) -> {record.left} ({record.left_size}), "
-                    f"{record.right} ({record.right_size}); inertia {record.inertia_after:.6g}"
+        with self._progress_bar(total=n_clusters - 1, unit="split") as bar:
+            for step in range(n_clusters - 1):
+                position = self._leaf_to_split(leaves)
+                parent = leaves[position]
+                rows = X_fit if parent.indices is None else xp.take(X_fit, parent.indices, axis=0)
+                weights = sample_weight if parent.indices is None else xp.take(sample_weight, parent.indices, axis=0)
+                split = bisect(
+                    rows, weights, seed=self._seeder(placement, random_state), n_init=n_init,
+                    max_iter=max_iter, tol=tol, center_rows=bool(self.copy_x), xp=xp,
+                    budget_mib=self.working_memory,
                 )
+                children = []
+                for side in (0, 1):
+                    members = xp.nonzero(split.labels == side)[0]
+                    indices = members if parent.indices is None else xp.take(parent.indices, members)
+                    children.append(_Node(
+                        2 * step + 1 + side, indices, split.centers[side, :], int(split.sizes[side]),
+                        float(split.weights[side]), float(split.inertias[side]),
+                    ))
+                leaves[position:position + 1] = children
+                node_centers.extend(child.center for child in children)
+                record = Bisection(
+                    step, parent.node_id, children[0].node_id, children[1].node_id,
+                    parent.size, children[0].size, children[1].size,
+                    parent.weight, children[0].weight, children[1].weight,
+                    parent.inertia, children[0].inertia, children[1].inertia, split.n_iter,
+                )
+                splits.append(record)
+                if self.verbose:
+                    print(
+                        f"[BisectingKMeans] split {step}: node {record.parent} ({record.parent_size} rows, "
+                        f"inertia {record.parent_inertia:.6g}) -> {record.left} ({record.left_size}), "
+                        f"{record.right} ({record.right_size}); inertia {record.inertia_after:.6g}"
+                    )
+                bar.update(inertia=record.inertia_after)
 
         centers = xp.stack([leaf.center for leaf in leaves], axis=0)
         labels = self._leaf_labels(leaves, n_samples, xp, device_of(X_fit))
-        n_distinct = sum(1 for leaf in leaves if leaf.weight > 0)
-        if n_distinct < n_clusters:
-            warnings.warn(
-                f"Number of distinct clusters ({n_distinct}) found smaller than "
-                f"n_clusters ({n_clusters}). Possibly due to duplicate points in X.",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
+        warn_if_fewer_distinct_clusters(labels, n_clusters, xp=xp)
         self.split_tree_ = splits
         self.leaf_nodes_ = np.array([leaf.node_id for leaf in leaves], dtype=np.int64)
         self.node_centers_ = placement.to_input(xp.stack(node_centers, axis=0))

@@ -16,7 +16,7 @@ from ._stream import working_copy
 from ._init import forgy_indices, kmeans_plusplus_indices, random_partition_centers, take_rows
 from ._init_parallel import kmeans_parallel_centers
 from ._lloyd import lloyd
-from ._progress import chain_callbacks, check_progress, progress_bar
+from ._progress import check_progress
 from ._validation import (
     check_data,
     check_n_clusters,
@@ -227,10 +227,8 @@ array-like of shape (n_clusters, n_features), default="k-means++"
         x_sq_norms = blockwise_row_sq_norms(X_work, xp=xp, budget_mib=budget_mib) if self._init_name() == "k-means++" else None
 
         best = None
-        with progress_bar(self.progress, description=type(self).__name__, unit="iter") as bar:
+        with self._progress_bar() as bar:
             for run in range(n_init):
-                if n_init > 1:
-                    bar.describe(f"{type(self).__name__} run {run + 1}/{n_init}")
                 if init_centers is not None:
                     centers = init_centers if offset is None else init_centers - offset
                 else:
@@ -238,7 +236,7 @@ array-like of shape (n_clusters, n_features), default="k-means++"
                 result = lloyd(
                     design, sample_weight, centers, max_iter=max_iter, tol=absolute_tol,
                     rows_per_block=rows_per_block, xp=xp,
-                    on_iteration=chain_callbacks(self._printer(run), bar.on_iteration),
+                    on_iteration=self._iteration_callback(bar, run, n_init),
                 )
                 if best is None or result.inertia < best.inertia:
                     best = result

@@ -29,6 +29,7 @@ from ._blocks import map_blocks, row_blocks
 from ._distances import Metric, check_metric
 from ._empty import relocate_empty_labels
 from ._init import forgy_indices, plusplus_indices, take_rows
+from ._progress import check_progress
 from ._segment import segment_median, segment_weight
 from ._validation import check_n_clusters, check_non_negative_float, check_positive_int
 
@@ -210,6 +211,10 @@ class KMedians(CentroidEstimatorMixin):
         Memory budget in MiB for one block of distances (and of the median
         sort). ``None`` uses a per-backend default.
 
+    progress : bool or "auto", default=False
+        Show a progress bar (tqdm, on standard error) counting iterations, with the run number, center shift and labels changed.
+        ``"auto"`` shows it only when standard error is a terminal.
+        Independent of ``verbose``, which prints one line per iteration.
     Attributes
     ----------
     cluster_centers_ : array of shape (n_clusters, n_features)
@@ -261,6 +266,7 @@ class KMedians(CentroidEstimatorMixin):
         backend: str | None = None,
         device: Any = None,
         working_memory: float | None = None,
+        progress: bool | str = False,
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -272,6 +278,7 @@ class KMedians(CentroidEstimatorMixin):
         self.backend = backend
         self.device = device
         self.working_memory = working_memory
+        self.progress = progress
 
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> "KMedians":
         """Compute k-medians clustering.
@@ -292,6 +299,7 @@ class KMedians(CentroidEstimatorMixin):
         n_clusters = check_n_clusters(self.n_clusters)
         max_iter = check_positive_int(self.max_iter, "max_iter")
         tol = check_non_negative_float(self.tol, "tol")
+        check_progress(self.progress)
         n_init = self._resolve_n_init()
         placement = self._place(X, reset=True)
         xp, X_fit = placement.xp, placement.X
@@ -308,16 +316,18 @@ class KMedians(CentroidEstimatorMixin):
         )
 
         best = None
-        for run in range(n_init):
-            centers = init_centers
-            if centers is None:
-                centers = self._initial_centers(X, X_fit, sample_weight, n_clusters, random_state, placement)
-            result = median_lloyd(
-                X_fit, sample_weight, centers, max_iter=max_iter, tol=absolute_tol, xp=xp,
-                rows_per_block=rows_per_block, budget_mib=self.working_memory, on_iteration=self._printer(run),
-            )
-            if best is None or result.inertia < best.inertia:
-                best = result
+        with self._progress_bar() as bar:
+            for run in range(n_init):
+                centers = init_centers
+                if centers is None:
+                    centers = self._initial_centers(X, X_fit, sample_weight, n_clusters, random_state, placement)
+                result = median_lloyd(
+                    X_fit, sample_weight, centers, max_iter=max_iter, tol=absolute_tol, xp=xp,
+                    rows_per_block=rows_per_block, budget_mib=self.working_memory,
+                    on_iteration=self._iteration_callback(bar, run, n_init),
+                )
+                if best is None or result.inertia < best.inertia:
+                    best = result
 
         warn_if_fewer_distinct_clusters(best.labels, n_clusters, xp=xp)
         self.cluster_centers_ = placement.to_input(best.centers)

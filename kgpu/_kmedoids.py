@@ -37,6 +37,7 @@ from ._blocks import block_rows, cpu_threads, map_blocks, row_blocks
 from ._distances import Metric, check_metric, distance_bytes_per_row, pairwise_distances, row_sq_norms
 from ._empty import relocate_empty_labels
 from ._init import forgy_indices, plusplus_indices, take_rows
+from ._progress import check_progress
 from ._segment import segment_sum, segment_weight
 from ._validation import check_n_clusters, check_positive_int
 
@@ -569,6 +570,10 @@ class KMedoids(CentroidEstimatorMixin):
         Memory budget in MiB for one block of distances; with
         ``method="pam"`` also the cap on the ``n x n`` matrix.
 
+    progress : bool or "auto", default=False
+        Show a progress bar (tqdm, on standard error) counting initialisations (runs), with the objective of each.
+        ``"auto"`` shows it only when standard error is a terminal.
+        Independent of ``verbose``.
     Attributes
     ----------
     medoid_indices_ : integer array of shape (n_clusters,)
@@ -613,6 +618,7 @@ class KMedoids(CentroidEstimatorMixin):
         backend: str | None = None,
         device: Any = None,
         working_memory: float | None = None,
+        progress: bool | str = False,
     ):
         self.n_clusters = n_clusters
         self.metric = metric
@@ -625,6 +631,7 @@ class KMedoids(CentroidEstimatorMixin):
         self.backend = backend
         self.device = device
         self.working_memory = working_memory
+        self.progress = progress
 
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> "KMedoids":
         """Compute k-medoids clustering.
@@ -649,6 +656,7 @@ class KMedoids(CentroidEstimatorMixin):
         n_clusters = check_n_clusters(self.n_clusters)
         max_iter = check_positive_int(self.max_iter, "max_iter")
         metric = check_metric(self.metric, self.p)
+        check_progress(self.progress)
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}.")
         n_init = self._resolve_n_init()
@@ -682,22 +690,24 @@ class KMedoids(CentroidEstimatorMixin):
             n_samples, n_clusters, X_fit.shape[1], itemsize(X_fit, xp), xp, self.working_memory, metric
         )
         best = None
-        for _ in range(n_init):
-            medoids = explicit
-            if medoids is None:
-                medoids = self._initial_medoids(X, X_fit, sample_weight, n_clusters, random_state, metric, row_distances, xp)
-            if self.method == "pam":
-                result = fasterpam(matrix, sample_weight, medoids, max_iter=max_iter, xp=xp, budget_mib=self.working_memory)
-            else:
-                result = alternate(
-                    X_fit, sample_weight, medoids, metric, max_iter=max_iter, xp=xp,
-                    rows_per_block=rows_per_block, budget_mib=self.working_memory,
-                )
-            centers = take_rows(X_fit, result.medoids, xp=xp)
-            labels, distances = assign(X_fit, centers, xp=xp, metric=metric, rows_per_block=rows_per_block)
-            inertia = weighted_sum(distances, sample_weight, xp=xp)
-            if best is None or inertia < best[0]:
-                best = (inertia, result, centers, labels)
+        with self._progress_bar(total=n_init, unit="run") as bar:
+            for _ in range(n_init):
+                medoids = explicit
+                if medoids is None:
+                    medoids = self._initial_medoids(X, X_fit, sample_weight, n_clusters, random_state, metric, row_distances, xp)
+                if self.method == "pam":
+                    result = fasterpam(matrix, sample_weight, medoids, max_iter=max_iter, xp=xp, budget_mib=self.working_memory)
+                else:
+                    result = alternate(
+                        X_fit, sample_weight, medoids, metric, max_iter=max_iter, xp=xp,
+                        rows_per_block=rows_per_block, budget_mib=self.working_memory,
+                    )
+                centers = take_rows(X_fit, result.medoids, xp=xp)
+                labels, distances = assign(X_fit, centers, xp=xp, metric=metric, rows_per_block=rows_per_block)
+                inertia = weighted_sum(distances, sample_weight, xp=xp)
+                if best is None or inertia < best[0]:
+                    best = (inertia, result, centers, labels)
+                bar.update(objective=inertia)
 
         inertia, result, centers, labels = best
         warn_if_fewer_distinct_clusters(labels, n_clusters, xp=xp)

@@ -37,6 +37,7 @@ from ._blocks import map_blocks, row_blocks
 from ._empty import empty_cluster_ids
 from ._init import forgy_indices, kmeans_plusplus_indices, take_rows
 from ._kmeans import KMeans, mean_feature_variance
+from ._progress import check_progress
 from ._segment import segment_sum, segment_weight
 from ._validation import check_n_clusters, check_non_negative_float, check_positive_int, is_dask_array
 
@@ -376,6 +377,10 @@ class MiniBatchKMeans(KMeans):
     working_memory : float or None, default=None
         Memory budget in MiB of one block of the distance matrix.
 
+    progress : bool or "auto", default=False
+        Show a progress bar (tqdm, on standard error) counting mini-batch steps, with the smoothed batch inertia.
+        ``"auto"`` shows it only when standard error is a terminal.
+        Independent of ``verbose``.
     Attributes
     ----------
     cluster_centers_ : array of shape (n_clusters, n_features)
@@ -484,6 +489,7 @@ class MiniBatchKMeans(KMeans):
         backend: str | None = None,
         device: Any = None,
         working_memory: float | None = None,
+        progress: bool | str = False,
     ):
         self.n_clusters = n_clusters
         self.init = init
@@ -500,6 +506,7 @@ class MiniBatchKMeans(KMeans):
         self.backend = backend
         self.device = device
         self.working_memory = working_memory
+        self.progress = progress
 
     # ------------------------------------------------------------------ fit
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> "MiniBatchKMeans":
@@ -520,6 +527,7 @@ class MiniBatchKMeans(KMeans):
         self
         """
         n_clusters, max_iter, tol, reassignment_ratio, max_no_improvement = self._check_params()
+        check_progress(self.progress)
         if is_dask_array(X):
             from ._dask import fit_minibatch
 
@@ -563,25 +571,27 @@ class MiniBatchKMeans(KMeans):
         n_steps = (max_iter * n_samples) // batch_size
         step = 0
         last_batch_inertia = 0.0
-        for step in range(n_steps):
-            batch_ids = batch_sampler.draw(random_state, batch_size)
-            rows_since_reassign, reassign = _reassignment_due(rows_since_reassign, batch_size, counts, n_clusters)
-            result = minibatch_step(
-                take_rows(X_fit, batch_ids, xp=xp), unit_weight, centers, counts,
-                xp=xp, rows_per_block=batch_rows, random_state=random_state,
-                reassignment_ratio=reassignment_ratio if reassign else 0.0,
-            )
-            center_shift = float(xp.sum((result.centers - centers) ** 2)) if absolute_tol > 0 else 0.0
-            centers, counts = result.centers, result.counts
-            last_batch_inertia = result.inertia
-            stop = monitor.update(step, result.inertia, center_shift)
-            history.append(StepRecord(step + 1, result.inertia / batch_size, monitor.ewa_inertia, center_shift, result.n_reassigned))
-            if self.verbose:
-                self._print_step(history[-1], n_steps)
-            if stop:
+        with self._progress_bar(total=n_steps, unit="step") as bar:
+            for step in range(n_steps):
+                batch_ids = batch_sampler.draw(random_state, batch_size)
+                rows_since_reassign, reassign = _reassignment_due(rows_since_reassign, batch_size, counts, n_clusters)
+                result = minibatch_step(
+                    take_rows(X_fit, batch_ids, xp=xp), unit_weight, centers, counts,
+                    xp=xp, rows_per_block=batch_rows, random_state=random_state,
+                    reassignment_ratio=reassignment_ratio if reassign else 0.0,
+                )
+                center_shift = float(xp.sum((result.centers - centers) ** 2)) if absolute_tol > 0 else 0.0
+                centers, counts = result.centers, result.counts
+                last_batch_inertia = result.inertia
+                stop = monitor.update(step, result.inertia, center_shift)
+                history.append(StepRecord(step + 1, result.inertia / batch_size, monitor.ewa_inertia, center_shift, result.n_reassigned))
+                bar.on_iteration(history[-1])
                 if self.verbose:
-                    print(f"[MiniBatchKMeans] converged ({monitor.reason}) at step {step + 1}/{n_steps}")
-                break
+                    self._print_step(history[-1], n_steps)
+                if stop:
+                    if self.verbose:
+                        print(f"[MiniBatchKMeans] converged ({monitor.reason}) at step {step + 1}/{n_steps}")
+                    break
 
         self.n_steps_ = step + 1
         self.n_iter_ = int(math.ceil(self.n_steps_ * batch_size / n_samples))

@@ -596,6 +596,17 @@ def silhouette_score(
     return float(xp.mean(values))
 
 
+def _labelled_cluster_stats(
+    X: Any, labels: Any, backend: str | None, device: Any, working_memory: float | None
+) -> ClusterStats:
+    """:func:`cluster_stats` of user input: placed, labels encoded and checked."""
+    placed = _place(X, backend, device)
+    xp, X_c = placed.xp, placed.X
+    encoded = encode_labels(labels, X_c.shape[0], xp=xp, device=placed.device)
+    check_number_of_labels(encoded.n_labels, X_c.shape[0])
+    return cluster_stats(X_c, encoded.codes, encoded.n_labels, xp=xp, budget_mib=_check_working_memory(working_memory))
+
+
 def calinski_harabasz_score(
     X: Any,
     labels: Any,
@@ -621,12 +632,8 @@ def calinski_harabasz_score(
     -------
     score : float
     """
-    placed = _place(X, backend, device)
-    xp, X_c = placed.xp, placed.X
-    encoded = encode_labels(labels, X_c.shape[0], xp=xp, device=placed.device)
-    check_number_of_labels(encoded.n_labels, X_c.shape[0])
-    stats = cluster_stats(X_c, encoded.codes, encoded.n_labels, xp=xp, budget_mib=_check_working_memory(working_memory))
-    return calinski_harabasz_from_stats(stats, X_c.shape[0])
+    stats = _labelled_cluster_stats(X, labels, backend, device, working_memory)
+    return calinski_harabasz_from_stats(stats, int(stats.counts.sum()))
 
 
 def davies_bouldin_score(
@@ -654,12 +661,7 @@ def davies_bouldin_score(
     -------
     score : float
     """
-    placed = _place(X, backend, device)
-    xp, X_c = placed.xp, placed.X
-    encoded = encode_labels(labels, X_c.shape[0], xp=xp, device=placed.device)
-    check_number_of_labels(encoded.n_labels, X_c.shape[0])
-    stats = cluster_stats(X_c, encoded.codes, encoded.n_labels, xp=xp, budget_mib=_check_working_memory(working_memory))
-    return davies_bouldin_from_stats(stats)
+    return davies_bouldin_from_stats(_labelled_cluster_stats(X, labels, backend, device, working_memory))
 
 
 __all__ = [

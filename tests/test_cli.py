@@ -439,3 +439,26 @@ def test_kmeans_progress_parameter(xp, capsys, blobs):
     assert clone(shown).get_params()["progress"] is True
     with pytest.raises(ValueError, match="progress must be True, False or 'auto'"):
         KMeans(n_clusters=3, progress="loud").fit(X)
+
+
+@pytest.mark.parametrize(
+    ("estimator", "unit"),
+    [
+        (kgpu.KMedians(n_clusters=3, random_state=0), "iter"),
+        (kgpu.KMedoids(n_clusters=3, random_state=0), "run"),
+        (kgpu.MiniBatchKMeans(n_clusters=3, random_state=0, batch_size=64, max_iter=2), "step"),
+        (kgpu.BisectingKMeans(n_clusters=3, random_state=0), "split"),
+    ],
+    ids=lambda value: type(value).__name__ if not isinstance(value, str) else value,
+)
+def test_every_estimator_has_the_progress_parameter(estimator, unit, capsys, blobs):
+    quiet = clone(estimator).fit(blobs)
+    assert capsys.readouterr().err == ""
+    shown = clone(estimator).set_params(progress=True).fit(blobs)
+    err = capsys.readouterr().err
+    assert type(estimator).__name__ in err and unit in err
+    # The bar only watches: the fit is the same.
+    assert shown.inertia_ == pytest.approx(quiet.inertia_, rel=1e-12)
+    assert clone(shown).get_params()["progress"] is True
+    with pytest.raises(ValueError, match="progress must be True, False or 'auto'"):
+        clone(estimator).set_params(progress="loud").fit(blobs)

@@ -124,7 +124,8 @@ def assign(
 
     Parameters
     ----------
-    X : array of shape (n, d)
+    X : array of shape (n, d), or (n, d + 1) homogeneous rows ``[x, 1]``
+        Homogeneous rows (Euclidean metrics only) make the scores one GEMM.
     centers : array of shape (k, d)
     xp : namespace
     metric : Metric
@@ -147,10 +148,13 @@ def assign(
     if metric.name in ("sqeuclidean", "euclidean"):
         operand = homogeneous_operand(centers, xp=xp)
 
+        is_homogeneous = X.shape[1] == centers.shape[1] + 1
+
         def one_block(start: int, stop: int) -> tuple[Any, Any]:
             x_block = X[start:stop, :]
             labels_block = nearest_centers(x_block, operand, xp=xp)
-            sq_dist = sq_distance_to_own_center(x_block, centers, labels_block, xp=xp)
+            rows = x_block[:, :-1] if is_homogeneous else x_block
+            sq_dist = sq_distance_to_own_center(rows, centers, labels_block, xp=xp)
             return labels_block, sq_dist if metric.name == "sqeuclidean" else xp.sqrt(sq_dist)
 
     else:

@@ -88,7 +88,7 @@ array-like of shape (n_clusters, n_features), default="k-means++"
         Device for ``backend`` (e.g. ``"cuda:1"``).
     working_memory : float or None, default=None
         Memory budget in MiB for one block of the distance matrix. ``None``
-        uses a per-backend default (8 MiB on NumPy, 512 MiB on CuPy).
+        uses a per-backend default (16 MiB on NumPy, 512 MiB on CuPy).
     progress : bool or "auto", default=False
         Show a progress bar (tqdm, on standard error) counting Lloyd
         iterations, with the run number, center shift and labels changed.

@@ -113,7 +113,7 @@ def lloyd(
         # The last update averaged unchanged labels: they fit the returned centers.
         inertia = weighted_inertia(X, sample_weight, centers, labels, xp=xp, rows_per_block=rows_per_block)
     else:
-        final = assign(X, centers, xp=xp, rows_per_block=rows_per_block)
+        final = assign(design, centers, xp=xp, rows_per_block=rows_per_block)
         labels = final.labels
         inertia = weighted_sum(final.min_dist, sample_weight, xp=xp)
     return LloydResult(centers, labels, inertia, n_iter, history)

@@ -29,7 +29,7 @@ from scipy.spatial.distance import cdist
 
 from kgpu import KMedians, KMedoids
 from kgpu._backend import move_to, resolve_compute, synchronize
-from kgpu._bench import machine_description
+from kgpu._bench import machine_description, publish
 
 SCIPY_METRIC = {"euclidean": "euclidean", "sqeuclidean": "sqeuclidean", "manhattan": "cityblock", "cosine": "cosine"}
 
@@ -203,10 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         contenders, header = build(args)
         parts.append(f"### {header}\n\n{table(run_interleaved(contenders, args.repeats), reference)}")
     report = "\n\n".join(parts)
-    print(report)
-    if args.out:
-        with open(args.out, "w") as handle:
-            handle.write(report + "\n")
+    publish(report, args.out)
     return 0
 
 

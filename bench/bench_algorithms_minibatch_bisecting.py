@@ -27,7 +27,7 @@ from sklearn.datasets import make_blobs
 
 from kgpu import BisectingKMeans, MiniBatchKMeans
 from kgpu._backend import move_to, resolve_compute, synchronize
-from kgpu._bench import available_backends, machine_description
+from kgpu._bench import available_backends, machine_description, publish
 
 
 class Contender(NamedTuple):
@@ -160,10 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{machine_description()}\n{datetime.date.today().isoformat()}: `{command.strip()}`\n"
     )
     table = format_table(rows, header)
-    print(table)
-    if args.out:
-        with open(args.out, "w") as handle:
-            handle.write(table + "\n")
+    publish(table, args.out)
     return 0
 
 

@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="also write the tables here")
     args = parser.parse_args(argv)
 
-    from kgpu._bench import machine_description
+    from kgpu._bench import machine_description, publish
 
     sections = [
         f"{machine_description()}",
@@ -182,10 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             timings, "picks",
         ))
     report = "\n\n".join(sections)
-    print(report)
-    if args.out:
-        with open(args.out, "w") as handle:
-            handle.write(report + "\n")
+    publish(report, args.out)
     return 0
 
 

@@ -33,7 +33,7 @@ import warnings
 import numpy as np
 
 from kgpu import KMeans
-from kgpu._bench import initial_centers, machine_description, synthetic_data
+from kgpu._bench import initial_centers, machine_description, publish, synthetic_data
 
 
 def timed_fit(X, centers, iterations, **params):
@@ -150,10 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, fit_s, lloyd_s, _ in dask_rows
         ]
     table = "\n".join(lines)
-    print(table)
-    if args.out:
-        with open(args.out, "w") as handle:
-            handle.write(table + "\n")
+    publish(table, args.out)
     return 0
 
 

@@ -13,7 +13,7 @@ import argparse
 import datetime
 import sys
 
-from kgpu._bench import compare, format_table, machine_description
+from kgpu._bench import compare, format_table, machine_description, publish
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,10 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{datetime.date.today().isoformat()}: `python bench/compare.py {' '.join(argv if argv is not None else sys.argv[1:])}`\n"
     )
     table = format_table(rows, header)
-    print(table)
-    if args.out:
-        with open(args.out, "w") as handle:
-            handle.write(table + "\n")
+    publish(table, args.out)
     return 0
 
 

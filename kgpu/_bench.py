@@ -253,3 +253,11 @@ def machine_description() -> str:
         props = cupy.cuda.runtime.getDeviceProperties(0)
         parts.append(f"GPU {props['name'].decode()}, CuPy {cupy.__version__}")
     return ", ".join(parts)
+
+
+def publish(report: str, out: str | None = None) -> None:
+    """Print a benchmark report, and write it to ``out`` too when given."""
+    print(report)
+    if out:
+        with open(out, "w") as handle:
+            handle.write(report + "\n")

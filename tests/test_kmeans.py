@@ -19,7 +19,6 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import kgpu
 from kgpu import KMeans, kmeans_plusplus
@@ -660,22 +659,6 @@ def test_unknown_backend_is_rejected():
 
 
 # --------------------------------------------------- scikit-learn API ---
-
-
-def _expected_failed_checks(estimator):
-    # scikit-learn marks the same check as an expected failure for its own
-    # KMeans: with a random init, the seeds drawn for weighted and for repeated
-    # data differ. Weighted == repeated from a fixed init is tested above.
-    return {
-        "check_sample_weight_equivalence_on_dense_data": (
-            "sample_weight is not equivalent to removing/repeating samples under a random init."
-        ),
-    }
-
-
-@parametrize_with_checks([KMeans()], expected_failed_checks=_expected_failed_checks)
-def test_sklearn_estimator_checks(estimator, check):
-    check(estimator)
 
 
 def test_clone_and_params():

@@ -9,7 +9,6 @@ same convergence test); backends are compared with NumPy (SPEC §3 parity).
 from __future__ import annotations
 
 import functools
-import warnings
 
 import numpy as np
 import pytest
@@ -17,7 +16,6 @@ from scipy.spatial.distance import cdist
 from sklearn.base import clone
 from sklearn.datasets import make_blobs
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import kgpu
 from kgpu import KMeans, KMedians
@@ -398,22 +396,3 @@ def test_clone_and_public_name():
     copy = clone(km)
     assert copy.get_params() == km.get_params()
     assert "KMedians" in kgpu.__all__ and kgpu.KMedians is KMedians
-
-
-def _expected_failed_checks(estimator):
-    # As for KMeans (and scikit-learn's own): with a random init, the seeds
-    # drawn for weighted and for repeated data differ. Weighted == repeated
-    # from a fixed init is tested above.
-    return {
-        "check_sample_weight_equivalence_on_dense_data": (
-            "sample_weight is not equivalent to removing/repeating samples under a random init."
-        ),
-    }
-
-
-@pytest.mark.slow
-@parametrize_with_checks([KMedians()], expected_failed_checks=_expected_failed_checks)
-def test_sklearn_estimator_checks(estimator, check):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        check(estimator)

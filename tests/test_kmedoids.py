@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import math
-import warnings
 
 import kmedoids
 import numpy as np
@@ -18,7 +17,6 @@ from scipy.spatial.distance import cdist
 from sklearn.base import clone
 from sklearn.datasets import make_blobs
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import kgpu
 from kgpu import KMedoids, _kmedoids
@@ -463,23 +461,3 @@ def test_clone_and_public_name():
     km = KMedoids(n_clusters=3, metric="minkowski", p=3, method="pam", init="build", working_memory=4.0)
     assert clone(km).get_params() == km.get_params()
     assert "KMedoids" in kgpu.__all__ and kgpu.KMedoids is KMedoids
-
-
-def _expected_failed_checks(estimator):
-    # As for KMeans: with a random init, the seeds drawn for weighted and for
-    # repeated data differ (weighted == repeated from a fixed init is tested above).
-    return {
-        "check_sample_weight_equivalence_on_dense_data": (
-            "sample_weight is not equivalent to removing/repeating samples under a random init."
-        ),
-    }
-
-
-@pytest.mark.slow
-@parametrize_with_checks(
-    [KMedoids(), KMedoids(method="pam", metric="manhattan")], expected_failed_checks=_expected_failed_checks
-)
-def test_sklearn_estimator_checks(estimator, check):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        check(estimator)

@@ -15,7 +15,6 @@ import pytest
 import sklearn.cluster
 from sklearn.base import clone
 from sklearn.datasets import make_blobs
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import kgpu
 from kgpu import KMeans, MiniBatchKMeans
@@ -485,23 +484,6 @@ def test_caller_array_untouched(xp):
     model = MiniBatchKMeans(n_clusters=3, batch_size=50, random_state=0).fit(X)
     model.partial_fit(X)
     assert_close(X, X_np, rtol=0)
-
-
-def _expected_failed_checks(estimator):
-    # As for scikit-learn's own MiniBatchKMeans: batches are random draws, so
-    # weighted and repeated data see different batches. The deterministic
-    # equivalence (partial_fit on a whole chunk) is tested above.
-    return {
-        "check_sample_weight_equivalence_on_dense_data": (
-            "sample_weight is not equivalent to removing/repeating samples under random batches."
-        ),
-    }
-
-
-@pytest.mark.slow
-@parametrize_with_checks([MiniBatchKMeans()], expected_failed_checks=_expected_failed_checks)
-def test_sklearn_estimator_checks(estimator, check):
-    check(estimator)
 
 
 def test_public_name():

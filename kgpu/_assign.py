@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from ._backend import device_of
 from ._blocks import block_rows, map_blocks, row_blocks
 from ._distances import (
     Metric,
@@ -250,7 +251,7 @@ def assign_and_accumulate(
     is_homogeneous = X.shape[1] == n_features + 1
     operand = homogeneous_operand(centers, xp=xp)
     # Every block writes its own rows: no concatenation pass afterwards.
-    labels = xp.empty((n_rows,), dtype=xp.int64, device=_device(sample_weight))
+    labels = xp.empty((n_rows,), dtype=xp.int64, device=device_of(sample_weight))
 
     def one_block(start: int, stop: int) -> tuple[Any, Any, int]:
         x_block = X[start:stop, :]
@@ -304,9 +305,3 @@ def weighted_inertia(
 
 def _concat(parts: list, xp: Any) -> Any:
     return parts[0] if len(parts) == 1 else xp.concat(parts)
-
-
-def _device(x: Any) -> Any:
-    import array_api_compat
-
-    return array_api_compat.device(x)

@@ -56,7 +56,7 @@ from ._assign import (
     itemsize,
     weighted_sum,
 )
-from ._backend import move_to, namespace_of, resolve_compute, to_numpy
+from ._backend import device_of, move_to, namespace_of, resolve_compute, to_numpy
 from ._blocks import _in_worker, block_rows, map_blocks, row_blocks
 from ._distances import check_metric, homogeneous
 from ._empty import farthest_points
@@ -180,7 +180,7 @@ class Chunk(NamedTuple):
 
 def _open_chunk(block: Any, weights: Any, start: int, context: ChunkContext) -> Chunk:
     input_xp = namespace_of(block)
-    input_device = _device(block)
+    input_device = device_of(block)
     xp, device = resolve_compute(context.backend, context.device, block)
     X = move_to(block, xp, device)
     if weights is None:
@@ -199,12 +199,6 @@ def run_on_chunk(fn: Callable[..., Any], block: Any, weights: Any, start: int, c
     kgpu's own thread pool as well would oversubscribe the cores.
     """
     return _in_worker(lambda: fn(_open_chunk(block, weights, start, context), *args))
-
-
-def _device(x: Any) -> Any:
-    import array_api_compat
-
-    return array_api_compat.device(x)
 
 
 class DaskRows:
@@ -358,7 +352,7 @@ class Moments(NamedTuple):
 def _working_copy_block(block: Any, context: ChunkContext) -> Any:
     """``[x - offset, 1]`` of one chunk, in the chunk's own namespace and device."""
     xp = namespace_of(block)
-    offset = None if context.offset is None else move_to(context.offset, xp, _device(block))
+    offset = None if context.offset is None else move_to(context.offset, xp, device_of(block))
     return _in_worker(lambda: homogeneous(block, xp=xp, offset=offset))
 
 

@@ -19,7 +19,7 @@ import math
 import numbers
 from typing import Any, NamedTuple
 
-from ._backend import backend_name
+from ._backend import backend_name, device_of
 
 #: Metrics understood by :func:`pairwise_distances` and the assignment kernels.
 METRICS = ("sqeuclidean", "euclidean", "manhattan", "minkowski", "cosine")
@@ -137,7 +137,7 @@ def homogeneous(X: Any, *, xp: Any, offset: Any = None, rows_per_block: int | No
     from ._blocks import block_rows, map_blocks, row_blocks
 
     n_rows, n_features = X.shape
-    design = xp.empty((n_rows, n_features + 1), dtype=X.dtype, device=_device(X))
+    design = xp.empty((n_rows, n_features + 1), dtype=X.dtype, device=device_of(X))
     if rows_per_block is None:
         rows_per_block = block_rows(n_rows, (n_features + 1) * 8, xp)
 
@@ -229,7 +229,7 @@ def lp_distances_standard(x_block: Any, centers: Any, p: float, *, xp: Any) -> A
     the block's transpose), so temporaries stay ``(k, b)`` whatever ``d`` is.
     """
     x_t = xp.permute_dims(x_block, (1, 0))
-    total = xp.zeros((centers.shape[0], x_block.shape[0]), dtype=x_block.dtype, device=_device(x_block))
+    total = xp.zeros((centers.shape[0], x_block.shape[0]), dtype=x_block.dtype, device=device_of(x_block))
     for j in range(x_block.shape[1]):
         gap = xp.abs(centers[:, j : j + 1] - x_t[j : j + 1, :])
         if p == 1:
@@ -278,9 +278,3 @@ def pairwise_distances(
         similarity = xp.matmul(unit_rows(x_block, xp=xp), transposed(unit_rows(centers, xp=xp), xp=xp))
         return xp.clip(1 - similarity, min=0, max=2)
     return lp_distances(x_block, centers, metric.p, xp=xp)
-
-
-def _device(x: Any) -> Any:
-    import array_api_compat
-
-    return array_api_compat.device(x)

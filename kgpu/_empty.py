@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import to_numpy
+from ._backend import device_of, to_numpy
 from ._stream import take_rows
 
 
@@ -154,7 +154,7 @@ def relocate_empty_clusters(
         return sums, weights, empty_cluster_ids(weights)
     sums_host = to_numpy(sums).copy()
     weights_host = to_numpy(weights).copy()
-    donor_ids = xp.asarray(donors, device=_device(X))
+    donor_ids = xp.asarray(donors, device=device_of(X))
     labels_host = to_numpy(xp.take(labels, donor_ids, axis=0))
     donor_rows = to_numpy(take_rows(X, donors, xp=xp)).astype(np.float64)
     donor_weights = to_numpy(xp.take(sample_weight, donor_ids, axis=0)).astype(np.float64)
@@ -164,15 +164,9 @@ def relocate_empty_clusters(
         sums_host[cluster] = weight * row
         weights_host[cluster] = weight
     still_empty = np.flatnonzero(weights_host <= 0)
-    device = _device(sums)
+    device = device_of(sums)
     return (
         xp.asarray(sums_host, device=device),
         xp.asarray(weights_host, device=device),
         still_empty,
     )
-
-
-def _device(x: Any) -> Any:
-    import array_api_compat
-
-    return array_api_compat.device(x)

@@ -23,6 +23,7 @@ from typing import Any, Callable, NamedTuple
 
 from sklearn.utils import check_random_state
 
+from ._backend import device_of
 from ._assign import assign, assignment_block_rows, itemsize, weighted_sum
 from ._base import CentroidEstimatorMixin, fitted_backend_name, warn_if_fewer_distinct_clusters
 from ._blocks import map_blocks, row_blocks
@@ -148,7 +149,7 @@ def mean_absolute_deviation(X: Any, sample_weight: Any, *, xp: Any, budget_mib: 
     The L1 counterpart of the per-feature variance that scales K-Means' ``tol``.
     """
     n_samples = X.shape[0]
-    one_segment = xp.zeros(n_samples, dtype=xp.int64, device=_device(X))
+    one_segment = xp.zeros(n_samples, dtype=xp.int64, device=device_of(X))
     median = segment_median(X, one_segment, 1, sample_weight, xp=xp, budget_mib=budget_mib)
     weights64 = xp.astype(sample_weight, xp.float64)
 
@@ -351,12 +352,6 @@ class KMedians(CentroidEstimatorMixin):
         else:
             indices = forgy_indices(X_fit.shape[0], n_clusters, sample_weight, random_state)
         return take_rows(X_fit, indices, xp=xp)
-
-
-def _device(x: Any) -> Any:
-    import array_api_compat
-
-    return array_api_compat.device(x)
 
 
 __all__ = ["KMedians"]

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import backend_name
+from ._backend import backend_name, device_of
 
 
 def segment_sum(values: Any, labels: Any, n_segments: int, weights: Any = None, *, xp: Any) -> Any:
@@ -104,14 +104,8 @@ def segment_weight_standard(labels: Any, n_segments: int, weights: Any = None, *
 
 def _one_hot_rows(labels: Any, n_segments: int, dtype: Any, *, xp: Any) -> Any:
     """``(n_segments, n)`` matrix with a 1 where ``labels[i] == j``."""
-    segment_ids = xp.arange(n_segments, dtype=labels.dtype, device=_device(labels, xp))
+    segment_ids = xp.arange(n_segments, dtype=labels.dtype, device=device_of(labels))
     return xp.astype(segment_ids[:, None] == labels[None, :], dtype)
-
-
-def _device(x: Any, xp: Any) -> Any:
-    import array_api_compat
-
-    return array_api_compat.device(x)
 
 
 def _segment_sum_numpy(values: np.ndarray, labels: np.ndarray, n_segments: int, weights: Any) -> np.ndarray:
@@ -224,7 +218,7 @@ def segment_median_standard(
 
     weights = _informative_weights(weights, xp=xp)
     n_rows, n_columns = values.shape
-    device = _device(values, xp)
+    device = device_of(values)
     if n_rows == 0:
         return xp.zeros((n_segments, n_columns), dtype=values.dtype, device=device)
     sorted_labels = xp.sort(labels)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import move_to, namespace_of, to_numpy
+from ._backend import device_of, move_to, namespace_of, to_numpy
 from ._validation import check_data
 from .metrics import check_sample_size, sample_indices, silhouette_samples
 
@@ -149,7 +149,7 @@ def plot_silhouette(
             )
         rows = sample_indices(X_valid.shape[0], sample_size, random_state)
         xp = namespace_of(X_valid)
-        X_valid = xp.take(X_valid, move_to(rows, xp, _device(X_valid)), axis=0)
+        X_valid = xp.take(X_valid, move_to(rows, xp, device_of(X_valid)), axis=0)
         labels_host = labels_host[rows]
     values = to_numpy(silhouette_samples(
         X_valid, labels_host, metric=metric, backend=backend, device=device, working_memory=working_memory,
@@ -176,12 +176,6 @@ def plot_silhouette(
     ax.set_title(f"Silhouette ({len(cluster_names)} clusters, {values.size} samples)")
     ax.legend(loc="best")
     return ax
-
-
-def _device(x: Any) -> Any:
-    import array_api_compat
-
-    return array_api_compat.device(x)
 
 
 def plot_choose_k(result: Any, axes: Any = None) -> list:

@@ -24,20 +24,20 @@ re-seeded at the point farthest from its medoid.
 from __future__ import annotations
 
 import math
-import os
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
 from sklearn.utils import check_random_state
 
 from ._assign import assign, assignment_block_rows, itemsize, weighted_sum
-from ._backend import backend_name, is_array_api_obj, is_host, to_numpy
+from ._backend import backend_name, device_of, is_array_api_obj, to_numpy
 from ._base import CentroidEstimatorMixin, fitted_backend_name, warn_if_fewer_distinct_clusters
 from ._blocks import block_rows, cpu_threads, map_blocks, row_blocks
 from ._distances import Metric, check_metric, distance_bytes_per_row, pairwise_distances, row_sq_norms
 from ._empty import relocate_empty_labels
 from ._init import forgy_indices, plusplus_indices, take_rows
 from ._progress import check_progress
+from ._stream import free_memory_bytes
 from ._segment import segment_sum, segment_weight
 from ._validation import check_n_clusters, check_positive_int
 
@@ -134,7 +134,7 @@ def update_medoids(
     -------
     medoids : ndarray of shape (k,), int64 (host), a new array
     """
-    device = _device(X)
+    device = device_of(X)
     labels_host = to_numpy(labels).astype(np.int64)
     # Stable: each cluster's members in increasing row order (ties -> lowest index).
     by_cluster = np.argsort(labels_host, kind="stable")
@@ -218,7 +218,7 @@ def distance_matrix(X: Any, metric: Metric, *, xp: Any, budget_mib: float | None
     counted: see :func:`check_pam_memory`).
     """
     n_rows, n_features = X.shape
-    device = _device(X)
+    device = device_of(X)
     matrix = xp.empty((n_rows, n_rows), dtype=X.dtype, device=device)
     sq_norms = row_sq_norms(X, xp=xp) if metric.name in ("sqeuclidean", "euclidean") else None
     row_ids = xp.arange(n_rows, device=device)
@@ -267,7 +267,7 @@ def build_indices(
         Ties go to the lowest row index.
     """
     n_rows = sample_weight.shape[0]
-    device = _device(sample_weight)
+    device = device_of(sample_weight)
     weights64 = xp.astype(sample_weight, xp.float64)
     blocks = row_blocks(n_rows, rows_per_block)
 
@@ -308,7 +308,7 @@ class _Nearest(NamedTuple):
 
 
 def _nearest_two(matrix: Any, medoids: np.ndarray, weights64: Any, *, xp: Any) -> _Nearest:
-    device = _device(matrix)
+    device = device_of(matrix)
     n_clusters = medoids.shape[0]
     # Rows of the medoids (not columns): a candidate's swap is evaluated on its
     # row too, so both read the same numbers.
@@ -449,35 +449,8 @@ def fasterpam(
     return MedoidResult(medoids, sweep)
 
 
-def available_memory_bytes(xp: Any, device: Any = None) -> int:
-    """Free memory of the compute device (bytes): GPU memory for CuPy / torch CUDA, else host RAM."""
-    name = backend_name(xp)
-    if name == "cupy":
-        import cupy
-
-        free, _ = cupy.cuda.runtime.memGetInfo()
-        return int(free + cupy.get_default_memory_pool().free_bytes())
-    if name == "torch" and not is_host(xp, device):
-        import torch
-
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
-    return host_available_memory_bytes()
-
-
-def host_available_memory_bytes() -> int:
-    """``MemAvailable`` of the host (bytes); free pages where that is not known."""
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (AttributeError, OSError, ValueError):  # pragma: no cover - not POSIX
-        return 4 * 2**30
+#: What the memory guard assumes when the device cannot say how much is free.
+UNKNOWN_MEMORY_BYTES = 4 * 2**30
 
 
 def check_pam_memory(n_samples: int, bytes_per_value: int, xp: Any, device: Any, working_memory: float | None) -> None:
@@ -496,7 +469,9 @@ def check_pam_memory(n_samples: int, bytes_per_value: int, xp: Any, device: Any,
         budget = int(working_memory * 2**20)
         source = f"working_memory={working_memory} MiB"
     else:
-        available = available_memory_bytes(xp, device)
+        available = free_memory_bytes(xp, device)
+        if available is None:
+            available = UNKNOWN_MEMORY_BYTES
         budget = int(PAM_MEMORY_FRACTION * available)
         source = f"{PAM_MEMORY_FRACTION:.0%} of the {_size(available)} available on the {backend_name(xp)} device"
     if needed > budget:
@@ -752,12 +727,6 @@ def _check_indices(indices: Any, n_samples: int, n_clusters: int, what: str) -> 
     if np.unique(host).shape[0] != n_clusters:
         raise ValueError(f"The initial medoids given by {what} must be distinct rows.")
     return host.astype(np.int64)
-
-
-def _device(x: Any) -> Any:
-    import array_api_compat
-
-    return array_api_compat.device(x)
 
 
 __all__ = ["KMedoids"]

@@ -158,11 +158,26 @@ def free_memory_bytes(xp: Any, device: Any) -> int | None:
 
             free, _ = torch.cuda.mem_get_info(device)
             return int(free)
-        import os
-
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        return host_available_memory_bytes()
     except Exception:  # noqa: BLE001 - unknown is a fine answer
         return None
+
+
+def host_available_memory_bytes() -> int:
+    """``MemAvailable`` of the host (bytes): free pages plus reclaimable cache.
+
+    Free pages alone (``SC_AVPHYS_PAGES``) where ``/proc/meminfo`` is not there.
+    """
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import os
+
+    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
 def should_stream(X_host: Any, xp: Any, device: Any) -> bool:

@@ -264,17 +264,19 @@ def test_pam_memory_guard_refuses_a_matrix_over_working_memory(xp):
 def test_pam_memory_guard_default_budget_is_available_memory(monkeypatch):
     X_np = np.array(_blobs(n_samples=200))
     # float32 halves the matrix: 160,000 bytes; the default budget is half the free memory.
-    monkeypatch.setattr(_kmedoids, "available_memory_bytes", lambda xp, device=None: 300_000)
+    monkeypatch.setattr(_kmedoids, "free_memory_bytes", lambda xp, device=None: 300_000)
     with pytest.raises(MemoryError, match=r"156\.2 KiB\).*146\.5 KiB.*50% of the 293\.0 KiB available.*sample"):
         KMedoids(n_clusters=3, method="pam").fit(X_np.astype(np.float32))
-    monkeypatch.setattr(_kmedoids, "available_memory_bytes", lambda xp, device=None: 400_000)
+    monkeypatch.setattr(_kmedoids, "free_memory_bytes", lambda xp, device=None: 400_000)
     KMedoids(n_clusters=3, method="pam", random_state=0).fit(X_np.astype(np.float32))
 
 
 def test_available_memory_is_positive():
     import array_api_compat.numpy as xp_numpy
 
-    assert _kmedoids.available_memory_bytes(xp_numpy, "cpu") > 0
+    from kgpu import _stream
+
+    assert _stream.free_memory_bytes(xp_numpy, "cpu") > 0
 
 
 # ---------------------------------------------------------------- parity

@@ -79,3 +79,11 @@ def assert_equal(actual: Any, expected: Any, err_msg: str = "") -> None:
 def rtol_for(dtype: Any) -> float:
     """The parity tolerance of SPEC §3: 1e-5 in float32, 1e-10 in float64."""
     return 1e-5 if np.dtype(dtype) == np.float32 else 1e-10
+
+
+def reference_inertia(X: Any, centers: Any, labels: Any, sample_weight: Any = None) -> float:
+    """``sum(w_i * ||x_i - c[label_i]||^2)`` in float64 NumPy: the objective every K-Means test checks against."""
+    X, centers = (to_numpy(a).astype(np.float64) for a in (X, centers))
+    labels = to_numpy(labels).astype(np.int64)
+    weights = np.ones(X.shape[0]) if sample_weight is None else np.asarray(to_numpy(sample_weight), dtype=np.float64)
+    return float(weights @ ((X - centers[labels]) ** 2).sum(axis=1))

@@ -20,7 +20,7 @@ from sklearn.exceptions import ConvergenceWarning
 import kgpu
 from kgpu import BisectingKMeans, KMeans
 
-from ._helpers import asarray, assert_close, assert_equal, assert_namespace, dtype_name, rtol_for, to_numpy
+from ._helpers import asarray, assert_close, assert_equal, assert_namespace, dtype_name, reference_inertia, rtol_for, to_numpy
 
 DTYPES = [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")]
 STRATEGIES = ["biggest_inertia", "largest_cluster"]
@@ -34,13 +34,6 @@ def _blobs(n_samples=1500, n_features=4, centers=6, cluster_std=1.5, seed=0):
     )
     X.setflags(write=False)  # cached: no test may change it
     return X
-
-
-def _inertia(X, centers, labels, sample_weight=None):
-    X, centers = (to_numpy(a).astype(np.float64) for a in (X, centers))
-    labels = to_numpy(labels).astype(np.int64)
-    weights = np.ones(X.shape[0]) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-    return float(weights @ ((X - centers[labels]) ** 2).sum(axis=1))
 
 
 def _extremes_init(X, n_clusters, random_state):
@@ -74,7 +67,7 @@ def test_parity_with_numpy_backend(xp, dtype, strategy):
         assert_namespace(array, xp)
     assert dtype_name(result.cluster_centers_) == np.dtype(dtype).name
     assert dtype_name(result.transform(asarray(xp, X_np))) == np.dtype(dtype).name
-    assert result.inertia_ == pytest.approx(_inertia(X_np, result.cluster_centers_, result.labels_), rel=10 * rtol)
+    assert result.inertia_ == pytest.approx(reference_inertia(X_np, result.cluster_centers_, result.labels_), rel=10 * rtol)
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -158,13 +151,13 @@ def test_split_tree_consistent_with_labels(xp, strategy):
         assert sample_weight[members].sum() == pytest.approx(weight, rel=1e-12)
         mean = np.average(X_np[members], axis=0, weights=sample_weight[members])
         assert_close(centers[label], mean, rtol=1e-9, atol=1e-9)
-        assert _inertia(X_np[members], centers[label][None], np.zeros(size, dtype=int), sample_weight[members]) == (
+        assert reference_inertia(X_np[members], centers[label][None], np.zeros(size, dtype=int), sample_weight[members]) == (
             pytest.approx(inertia, rel=1e-9)
         )
         total_inertia += inertia
     assert model.inertia_ == pytest.approx(total_inertia, rel=1e-9)
     assert splits[0].parent_inertia == pytest.approx(
-        _inertia(X_np, np.average(X_np, axis=0, weights=sample_weight)[None], np.zeros(X_np.shape[0], dtype=int), sample_weight),
+        reference_inertia(X_np, np.average(X_np, axis=0, weights=sample_weight)[None], np.zeros(X_np.shape[0], dtype=int), sample_weight),
         rel=1e-9,
     )
 
@@ -265,7 +258,7 @@ def test_predict_with_one_cluster(xp):
     assert model.split_tree_ == []
     assert_equal(model.predict(asarray(xp, X_np)), np.zeros(100, dtype=np.int64))
     assert_close(model.cluster_centers_, X_np.mean(axis=0)[None], rtol=1e-12)
-    assert model.inertia_ == pytest.approx(_inertia(X_np, X_np.mean(axis=0)[None], np.zeros(100, dtype=int)), rel=1e-12)
+    assert model.inertia_ == pytest.approx(reference_inertia(X_np, X_np.mean(axis=0)[None], np.zeros(100, dtype=int)), rel=1e-12)
 
 
 # ------------------------------------------------------------ sample_weight ---

@@ -30,6 +30,7 @@ from ._helpers import (
     assert_equal,
     assert_namespace,
     dtype_name,
+    reference_inertia,
     rtol_for,
     to_numpy,
 )
@@ -56,15 +57,6 @@ def _init_rows(X, n_clusters, seed=0):
     """``n_clusters`` distinct rows of ``X`` to use as fixed initial centers."""
     rows = np.random.default_rng(seed).choice(X.shape[0], size=n_clusters, replace=False)
     return np.array(X[rows], copy=True)
-
-
-def _inertia(X, centers, labels, sample_weight=None):
-    """Reference objective in float64 NumPy."""
-    X, centers, labels = (to_numpy(a).astype(np.float64) for a in (X, centers, labels))
-    labels = labels.astype(np.int64)
-    sq_dist = ((X - centers[labels]) ** 2).sum(axis=1)
-    weights = np.ones(X.shape[0]) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-    return float(weights @ sq_dist)
 
 
 def _assert_distances_close(distances, X, centers):
@@ -125,7 +117,7 @@ def test_parity_with_numpy_backend(xp, dtype, params):
     assert result.n_features_in_ == X_np.shape[1]
     # The objective reported is the objective of the returned labels and centers.
     assert result.inertia_ == pytest.approx(
-        _inertia(X_np, result.cluster_centers_, result.labels_), rel=10 * rtol
+        reference_inertia(X_np, result.cluster_centers_, result.labels_), rel=10 * rtol
     )
 
 
@@ -261,7 +253,7 @@ def _check_valid_fit(km, X_np, n_clusters):
     assert centers.shape == (n_clusters, X_np.shape[1])
     assert np.all(np.isfinite(centers))
     assert np.array_equal(np.unique(labels), np.arange(n_clusters))
-    assert km.inertia_ == pytest.approx(_inertia(X_np, centers, labels), rel=1e-9)
+    assert km.inertia_ == pytest.approx(reference_inertia(X_np, centers, labels), rel=1e-9)
     # Lloyd's fixed point: every center is the mean of its cluster.
     for j in range(n_clusters):
         assert_close(centers[j], X_np[labels == j].mean(axis=0), rtol=1e-9, atol=1e-9)

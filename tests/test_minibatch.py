@@ -19,7 +19,7 @@ from sklearn.datasets import make_blobs
 import kgpu
 from kgpu import KMeans, MiniBatchKMeans
 
-from ._helpers import asarray, assert_close, assert_equal, assert_namespace, dtype_name, rtol_for, to_numpy
+from ._helpers import asarray, assert_close, assert_equal, assert_namespace, dtype_name, reference_inertia, rtol_for, to_numpy
 
 DTYPES = [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")]
 
@@ -32,14 +32,6 @@ def _blobs(n_samples=2000, n_features=4, centers=5, cluster_std=1.5, seed=0):
     )
     X.setflags(write=False)  # cached: no test may change it
     return X
-
-
-def _inertia(X, centers, labels, sample_weight=None):
-    """Reference objective in float64 NumPy."""
-    X, centers = (to_numpy(a).astype(np.float64) for a in (X, centers))
-    labels = to_numpy(labels).astype(np.int64)
-    weights = np.ones(X.shape[0]) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-    return float(weights @ ((X - centers[labels]) ** 2).sum(axis=1))
 
 
 # ------------------------------------------------------------------- parity ---
@@ -70,7 +62,7 @@ def test_parity_with_numpy_backend(xp, dtype, weighted):
     assert dtype_name(result.transform(asarray(xp, X_np))) == np.dtype(dtype).name
     assert isinstance(result.inertia_, float)
     assert result.inertia_ == pytest.approx(
-        _inertia(X_np, result.cluster_centers_, result.labels_, sample_weight), rel=10 * rtol
+        reference_inertia(X_np, result.cluster_centers_, result.labels_, sample_weight), rel=10 * rtol
     )
 
 
@@ -206,7 +198,7 @@ def test_partial_fit_over_memmap_chunks_matches_reference(xp, tmp_path, reassign
         assert_close(model.cluster_centers_, expected_centers, rtol=1e-10, atol=1e-10)
         chunk64 = np.asarray(mapped[start:stop], dtype=np.float64)
         assert model.inertia_ == pytest.approx(
-            _inertia(chunk64, model.cluster_centers_, model.labels_, chunk_weight), rel=1e-10
+            reference_inertia(chunk64, model.cluster_centers_, model.labels_, chunk_weight), rel=1e-10
         )
         assert_equal(model.labels_, model.predict(_chunk_as(xp, mapped[start:stop])))
     assert model.n_steps_ == len(bounds)
@@ -371,7 +363,7 @@ def test_zero_weight_rows_are_never_drawn(xp):
     )
     assert np.max(np.abs(to_numpy(model.cluster_centers_))) < 100
     assert model.inertia_ == pytest.approx(
-        _inertia(X_np, model.cluster_centers_, model.labels_, sample_weight), rel=1e-9
+        reference_inertia(X_np, model.cluster_centers_, model.labels_, sample_weight), rel=1e-9
     )
 
 

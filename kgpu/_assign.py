@@ -22,6 +22,7 @@ from ._distances import (
     sq_distance_to_own_center,
 )
 from ._segment import segment_sum, segment_weight
+from ._kernels.dispatch import ANY_BACKEND, call, register
 
 #: The metric of K-Means.
 SQEUCLIDEAN = Metric("sqeuclidean", 2.0)
@@ -113,6 +114,25 @@ def nearest_centers(x_block: Any, operand: Any, *, xp: Any) -> Any:
 
 
 def assign(
+    X: Any,
+    centers: Any,
+    *,
+    xp: Any,
+    metric: Metric = SQEUCLIDEAN,
+    rows_per_block: int | None = None,
+    budget_mib: float | None = None,
+) -> Assignment:
+    """Nearest center and the distance to it for every row of ``X`` (operation ``"assign"``).
+
+    Runs the implementation the kernel table picks for ``xp``
+    (:mod:`kgpu._kernels.dispatch`); :func:`assign_reference` is the
+    array-API reference, documented there.
+    """
+    return call("assign", X, centers, xp=xp, metric=metric, rows_per_block=rows_per_block, budget_mib=budget_mib)
+
+
+@register("assign", ANY_BACKEND, name="array-api")
+def assign_reference(
     X: Any,
     centers: Any,
     *,
@@ -216,6 +236,27 @@ def distance_matrix(
 
 
 def assign_and_accumulate(
+    X: Any,
+    sample_weight: Any,
+    centers: Any,
+    *,
+    xp: Any,
+    rows_per_block: int,
+    previous_labels: Any = None,
+) -> Accumulation:
+    """Fused Lloyd E-step and M-step sums (operation ``"lloyd_step"``).
+
+    Runs the implementation the kernel table picks for ``xp``
+    (:mod:`kgpu._kernels.dispatch`); :func:`assign_and_accumulate_reference`
+    is the array-API reference, documented there.
+    """
+    return call(
+        "lloyd_step", X, sample_weight, centers, xp=xp, rows_per_block=rows_per_block, previous_labels=previous_labels
+    )
+
+
+@register("lloyd_step", ANY_BACKEND, name="array-api")
+def assign_and_accumulate_reference(
     X: Any,
     sample_weight: Any,
     centers: Any,

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ._kernels.dispatch import ANY_BACKEND, call, register
 from ._backend import backend_name, device_of
 
 
@@ -144,6 +145,25 @@ def _segment_sum_cupy(values: Any, labels: Any, n_segments: int, weights: Any) -
 
 
 def segment_median(
+    values: Any,
+    labels: Any,
+    n_segments: int,
+    weights: Any = None,
+    *,
+    xp: Any,
+    budget_mib: float | None = None,
+) -> Any:
+    """Weighted median of every column within each segment (operation ``"segment_median"``).
+
+    Runs the implementation the kernel table picks for ``xp``
+    (:mod:`kgpu._kernels.dispatch`); :func:`segment_median_reference` is the
+    array-API reference (with its NumPy fast path), documented there.
+    """
+    return call("segment_median", values, labels, n_segments, weights, xp=xp, budget_mib=budget_mib)
+
+
+@register("segment_median", ANY_BACKEND, name="array-api")
+def segment_median_reference(
     values: Any,
     labels: Any,
     n_segments: int,

@@ -1,0 +1,180 @@
+"""One table for every kernel: ``(operation, backend) -> implementation``.
+
+Estimators and drivers call :func:`implementation` (or :func:`call`) with the
+operation's name and the namespace they compute in; they never know which
+implementation ran. The array-API reference is registered for every backend
+(``backend="*"``) and is always the fallback:
+
+- ``KGPU_FAST=0`` in the environment turns every native kernel off;
+- a native kernel that raises, or disagrees with the reference on a small
+  problem the first time it runs on a device in this process (its self-check),
+  is dropped for the rest of the process with one warning.
+
+A native implementation module registers with :func:`register` and gives a
+``self_check(xp, device)`` callable that runs the kernel and the reference on a
+small problem and returns ``True`` when they agree.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .._backend import backend_name, device_of
+
+#: Backend name used for the array-API reference implementations.
+ANY_BACKEND = "*"
+
+#: Modules holding native implementations, imported on first lookup so that
+#: numba or triton are only loaded when a kernel may run.
+NATIVE_MODULES = ("kgpu._kernels.cpu_numba", "kgpu._kernels.gpu_triton")
+
+
+@dataclass
+class Entry:
+    """One implementation of an operation.
+
+    Attributes
+    ----------
+    function : callable
+        The implementation; same signature as the operation's reference.
+    name : str
+        Short label shown by ``kgpu doctor`` (``"array-api"``, ``"numba"``, ``"triton"``).
+    self_check : callable or None
+        ``self_check(xp, device) -> bool``: run on first use per device.
+    applies : callable or None
+        ``applies(*args, **kwargs) -> bool``: a per-call guard (shape, dtype)
+        deciding whether this implementation handles that call; the
+        reference runs otherwise.
+    """
+
+    function: Callable[..., Any]
+    name: str
+    self_check: Callable[[Any, Any], bool] | None = None
+    applies: Callable[..., bool] | None = None
+    checked: dict = field(default_factory=dict)
+
+
+_TABLE: dict[tuple[str, str], list[Entry]] = {}
+_LOCK = threading.Lock()
+_NATIVE_LOADED = False
+
+
+def register(
+    operation: str,
+    backend: str,
+    *,
+    name: str,
+    self_check: Callable[[Any, Any], bool] | None = None,
+    applies: Callable[..., bool] | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator registering ``function`` as ``operation`` on ``backend``.
+
+    Native implementations registered for a backend are tried, in order of
+    registration, before the reference (``backend=ANY_BACKEND``).
+    """
+
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        entry = Entry(function, name, self_check, applies)
+        with _LOCK:
+            _TABLE.setdefault((operation, backend), []).append(entry)
+        return function
+
+    return decorate
+
+
+def fast_enabled() -> bool:
+    """False when ``KGPU_FAST=0`` (or ``false``/``no``/``off``) forces the reference."""
+    return os.environ.get("KGPU_FAST", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _load_native_modules() -> None:
+    global _NATIVE_LOADED
+    if _NATIVE_LOADED:
+        return
+    _NATIVE_LOADED = True
+    for module in NATIVE_MODULES:
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            # numba / triton absent: only the reference is registered.
+            continue
+
+
+def _device_key(device: Any) -> str:
+    return str(device)
+
+
+def _passes_self_check(entry: Entry, operation: str, xp: Any, device: Any) -> bool:
+    key = _device_key(device)
+    if key in entry.checked:
+        return entry.checked[key]
+    passed = True
+    if entry.self_check is not None:
+        try:
+            passed = bool(entry.self_check(xp, device))
+            reason = "it disagreed with the array-API reference"
+        except Exception as exc:  # noqa: BLE001 - any failure means "do not use it"
+            passed = False
+            reason = f"it failed: {type(exc).__name__}: {exc}"
+        if not passed:
+            warnings.warn(
+                f"kgpu: the {entry.name} kernel for {operation!r} on {key} did not pass its "
+                f"first-use self-check ({reason}); the array-API path runs instead.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+    entry.checked[key] = passed
+    return passed
+
+
+def reference(operation: str) -> Callable[..., Any]:
+    """The array-API reference implementation of ``operation``."""
+    try:
+        return _TABLE[(operation, ANY_BACKEND)][0].function
+    except KeyError:
+        raise KeyError(f"no reference implementation registered for {operation!r}") from None
+
+
+def implementation(operation: str, xp: Any, device: Any = None, *args: Any, **kwargs: Any) -> Callable[..., Any]:
+    """The implementation of ``operation`` that runs for namespace ``xp`` on ``device``.
+
+    ``args`` / ``kwargs``, when given, are the call's arguments, passed to an
+    entry's ``applies`` guard.
+    """
+    if fast_enabled():
+        _load_native_modules()
+        for entry in _TABLE.get((operation, backend_name(xp)), ()):
+            if entry.applies is not None and (args or kwargs) and not entry.applies(*args, **kwargs):
+                continue
+            if _passes_self_check(entry, operation, xp, device):
+                return entry.function
+    return reference(operation)
+
+
+def call(operation: str, *args: Any, xp: Any, **kwargs: Any) -> Any:
+    """Run ``operation(*args, xp=xp, **kwargs)`` with the implementation that applies.
+
+    The device is read from the first array argument.
+    """
+    device = device_of(args[0]) if args else None
+    return implementation(operation, xp, device, *args, **kwargs)(*args, xp=xp, **kwargs)
+
+
+def describe(xp: Any, device: Any = None) -> dict[str, str]:
+    """``{operation: implementation name}`` for namespace ``xp`` on ``device`` (for ``kgpu doctor``).
+
+    Runs each native kernel's self-check if it has not run yet on that device.
+    """
+    _load_native_modules()
+    operations = sorted({operation for operation, _ in _TABLE})
+    chosen = {}
+    for operation in operations:
+        function = implementation(operation, xp, device)
+        names = [entry.name for entries in _TABLE.values() for entry in entries if entry.function is function]
+        chosen[operation] = names[0] if names else "array-api"
+    return chosen

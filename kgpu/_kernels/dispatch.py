@@ -178,3 +178,14 @@ def describe(xp: Any, device: Any = None) -> dict[str, str]:
         names = [entry.name for entries in _TABLE.values() for entry in entries if entry.function is function]
         chosen[operation] = names[0] if names else "array-api"
     return chosen
+
+
+def registered(operation: str) -> list[tuple[str, Entry]]:
+    """Every ``(backend, entry)`` registered for ``operation``, reference first.
+
+    Contract tests parametrize over this list so that each native kernel is
+    compared with the reference.
+    """
+    _load_native_modules()
+    found = [(backend, entry) for (op, backend), entries in _TABLE.items() if op == operation for entry in entries]
+    return sorted(found, key=lambda item: item[0] != ANY_BACKEND)

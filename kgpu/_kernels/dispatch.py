@@ -161,7 +161,10 @@ def call(operation: str, *args: Any, xp: Any, **kwargs: Any) -> Any:
 
     The device is read from the first array argument.
     """
-    device = device_of(args[0]) if args else None
+    try:
+        device = device_of(args[0]) if args else None
+    except TypeError:  # not an array of a known namespace (e.g. a streamed view)
+        device = None
     return implementation(operation, xp, device, *args, **kwargs)(*args, xp=xp, **kwargs)
 
 

@@ -98,6 +98,31 @@ def _copy_to_host(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
+def host_scalars(*values: Any, xp: Any) -> list:
+    """Several 0-d device arrays as Python floats, in one host copy.
+
+    Loops that must look at a few device scalars per iteration (a center
+    shift, a count of changed labels, an "any cluster empty" flag) pack them
+    here so that the iteration costs one device-to-host sync, not one per
+    scalar. ``None`` entries pass through as ``None``.
+
+    Parameters
+    ----------
+    *values : 0-d arrays of ``xp`` (numeric or bool) or None
+    xp : namespace
+
+    Returns
+    -------
+    list of float or None, one per value
+    """
+    present = [value for value in values if value is not None]
+    if not present:
+        return [None] * len(values)
+    packed = xp.concat([xp.reshape(xp.astype(value, xp.float64), (1,)) for value in present])
+    host = iter(to_host(packed).tolist())
+    return [None if value is None else next(host) for value in values]
+
+
 def from_host(host: Any, xp: Any, device: Any = None) -> Any:
     """A host (NumPy) array as an array of ``xp`` on ``device``: the way data enters a device.
 

@@ -1,0 +1,563 @@
+"""Fused Triton kernels for CUDA arrays: PyTorch tensors, and CuPy arrays through DLPack.
+
+Registered in the kernel table (:mod:`kgpu._kernels.dispatch`) for the
+backends ``"torch"`` (CUDA tensors) and ``"cupy"`` (zero-copy views as torch
+tensors). Each has the signature and return type of its array-API reference
+and is compared with it by a self-check on the first call per device.
+
+- ``"lloyd_step"``: a tile of rows against tiles of centers with ``tl.dot``,
+  the running min / argmin kept in registers, so the ``(rows x k)`` score
+  matrix is never written; then a sort-based update: the rows are ordered by
+  label once (``argsort``) and each program sums a fixed slice of one
+  cluster's rows, weight applied in registers (no ``X * w`` copy), into its
+  own float64 partial; the partials are added in a fixed order. No atomics
+  anywhere, so a seed gives the same bits run after run on one GPU.
+- ``"assign"``: the same fused argmin for ``sqeuclidean`` / ``euclidean``,
+  and a tiled ``|x - c|^p`` kernel for ``manhattan`` / ``minkowski``.
+- ``"plusplus_step"``: one read of ``X`` per k-means++ step: the squared
+  distances to every candidate, the new costs and per-program partial
+  potentials in one pass.
+
+Precision of the assignment GEMM (float32 data): ``precision=`` on each
+function, or the ``KGPU_PRECISION`` environment variable for the estimators:
+
+- ``"ieee"`` (default): exact FP32 products and sums, no tensor-core rounding;
+- ``"tf32x3"``: three TF32 tensor-core products per product (split
+  mantissas), about FP32 accuracy at tensor-core speed;
+- ``"tf32"``: one TF32 product (10-bit mantissa): fastest, labels of nearly
+  equidistant points may differ from the FP32 result.
+
+Float64 data is computed in float64 and float16 data in float32. Without a
+GPU, Triton's interpreter (``TRITON_INTERPRET=1``, set before this module is
+imported) runs the same kernels on CPU tensors: the contract tests in
+``tests/kernels`` call the functions directly that way.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+import triton
+import triton.language as tl
+
+from .._assign import (
+    SQEUCLIDEAN,
+    Accumulation,
+    Assignment,
+    assign_and_accumulate_reference,
+    assign_reference,
+)
+from .._distances import Metric
+from .._init import PlusPlusStep, plusplus_step_reference
+from .dispatch import register
+
+#: Accepted values of ``precision=`` (and of ``KGPU_PRECISION``).
+PRECISIONS = ("ieee", "tf32x3", "tf32")
+
+#: True when Triton runs its interpreter (CPU tensors) instead of compiling for a GPU.
+INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+_FLOAT_DTYPES = (torch.float16, torch.float32, torch.float64)
+
+
+def default_precision() -> str:
+    """The assignment precision for float32 data: ``KGPU_PRECISION``, else ``"ieee"``."""
+    return check_precision(os.environ.get("KGPU_PRECISION", "ieee"))
+
+
+def check_precision(precision: Any) -> str:
+    """Validate a ``precision=`` value."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}.")
+    return precision
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def _tl_dtype(dtype: torch.dtype):
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def _pow2(value: int, low: int, high: int) -> int:
+    return max(low, min(high, triton.next_power_of_2(max(1, value))))
+
+
+def _rows_view(X: torch.Tensor, n_features: int) -> torch.Tensor:
+    """The first ``n_features`` columns of ``X`` (homogeneous rows ``[x, 1]`` included), unit column stride."""
+    rows = X[:, :n_features]
+    return rows if rows.stride(1) == 1 else rows.contiguous()
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+@triton.jit
+def _nearest_sq_kernel(
+    X, stride_x, C, C_SQ, LABELS, MIN_DIST,
+    n_rows, n_centers, n_features,
+    ACC: tl.constexpr, PRECISION: tl.constexpr, WRITE_DIST: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+):
+    """Nearest center (squared Euclidean) of a tile of rows; the score tile lives in registers."""
+    pid = tl.program_id(0)
+    rows = pid * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_ok = rows < n_rows
+    rows64 = rows.to(tl.int64)
+    best = tl.full((BLOCK_N,), float("inf"), ACC)
+    best_index = tl.zeros((BLOCK_N,), tl.int64)
+    for first_center in range(0, n_centers, BLOCK_K):
+        centers = first_center + tl.arange(0, BLOCK_K)
+        center_ok = centers < n_centers
+        dots = tl.zeros((BLOCK_N, BLOCK_K), ACC)
+        for first_feature in range(0, n_features, BLOCK_D):
+            features = first_feature + tl.arange(0, BLOCK_D)
+            feature_ok = features < n_features
+            x = tl.load(X + rows64[:, None] * stride_x + features[None, :],
+                        mask=row_ok[:, None] & feature_ok[None, :], other=0.0).to(ACC)
+            c = tl.load(C + centers[:, None] * n_features + features[None, :],
+                        mask=center_ok[:, None] & feature_ok[None, :], other=0.0).to(ACC)
+            dots = tl.dot(x, tl.trans(c), dots, input_precision=PRECISION, out_dtype=ACC)
+        c_sq = tl.load(C_SQ + centers, mask=center_ok, other=0.0)
+        # ||c||^2 - 2 x.c: the squared distance minus ||x||^2, same argmin.
+        scores = c_sq[None, :] - 2.0 * dots
+        scores = tl.where(center_ok[None, :], scores, float("inf"))
+        tile_best = tl.min(scores, axis=1)
+        tile_index = tl.argmin(scores, axis=1).to(tl.int64) + first_center
+        # Strictly smaller: a tie keeps the earlier (lower-index) center.
+        better = tile_best < best
+        best = tl.where(better, tile_best, best)
+        best_index = tl.where(better, tile_index, best_index)
+    tl.store(LABELS + rows64, best_index, mask=row_ok)
+    if WRITE_DIST:
+        # The distance to the chosen center, computed exactly as ||x - c||^2.
+        distance = tl.zeros((BLOCK_N,), ACC)
+        for first_feature in range(0, n_features, BLOCK_D):
+            features = first_feature + tl.arange(0, BLOCK_D)
+            mask = row_ok[:, None] & (features < n_features)[None, :]
+            x = tl.load(X + rows64[:, None] * stride_x + features[None, :], mask=mask, other=0.0).to(ACC)
+            c = tl.load(C + best_index[:, None] * n_features + features[None, :], mask=mask, other=0.0).to(ACC)
+            diff = x - c
+            distance += tl.sum(diff * diff, axis=1)
+        tl.store(MIN_DIST + rows64, distance, mask=row_ok)
+
+
+@triton.jit
+def _nearest_lp_kernel(
+    X, stride_x, C, LABELS, MIN_DIST,
+    n_rows, n_centers, n_features, p,
+    ACC: tl.constexpr, MANHATTAN: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_D: tl.constexpr,
+):
+    """Nearest center under ``sum |x - c|^p`` (argmin of the Minkowski distance) of a tile of rows."""
+    pid = tl.program_id(0)
+    rows = pid * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_ok = rows < n_rows
+    rows64 = rows.to(tl.int64)
+    best = tl.full((BLOCK_N,), float("inf"), ACC)
+    best_index = tl.zeros((BLOCK_N,), tl.int64)
+    for first_center in range(0, n_centers, BLOCK_K):
+        centers = first_center + tl.arange(0, BLOCK_K)
+        center_ok = centers < n_centers
+        total = tl.zeros((BLOCK_N, BLOCK_K), ACC)
+        for first_feature in range(0, n_features, BLOCK_D):
+            features = first_feature + tl.arange(0, BLOCK_D)
+            feature_ok = features < n_features
+            x = tl.load(X + rows64[:, None] * stride_x + features[None, :],
+                        mask=row_ok[:, None] & feature_ok[None, :], other=0.0).to(ACC)
+            c = tl.load(C + centers[:, None] * n_features + features[None, :],
+                        mask=center_ok[:, None] & feature_ok[None, :], other=0.0).to(ACC)
+            gap = tl.abs(x[:, None, :] - c[None, :, :])
+            if MANHATTAN:
+                total += tl.sum(gap, axis=2)
+            else:
+                # |g|^p as exp2(p log2 |g|), exactly 0 for a zero gap.
+                powered = tl.exp2(p * tl.log2(tl.maximum(gap, 1e-30)))
+                total += tl.sum(tl.where(gap > 0, powered, 0.0), axis=2)
+        total = tl.where(center_ok[None, :], total, float("inf"))
+        tile_best = tl.min(total, axis=1)
+        tile_index = tl.argmin(total, axis=1).to(tl.int64) + first_center
+        better = tile_best < best
+        best = tl.where(better, tile_best, best)
+        best_index = tl.where(better, tile_index, best_index)
+    tl.store(LABELS + rows64, best_index, mask=row_ok)
+    tl.store(MIN_DIST + rows64, best, mask=row_ok)
+
+
+@triton.jit
+def _segment_sums_kernel(
+    X, stride_x, WEIGHTS, ORDER, STARTS, COUNTS, PART_SUMS, PART_WEIGHTS,
+    n_centers, n_features, rows_per_slice, n_slices,
+    BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr,
+):
+    """Program ``(j, s, f)``: float64 sum of the weighted rows of cluster ``j`` in its slices ``s, s + S, ...``.
+
+    The rows of cluster ``j`` are ``ORDER[STARTS[j] : STARTS[j] + COUNTS[j]]``
+    (rows sorted by label). Each program reads a fixed set of them, in a
+    fixed order, into its own partial: no atomics, so the sums are the same
+    bits on every run.
+    """
+    cluster = tl.program_id(0)
+    first_slice = tl.program_id(1)
+    features = tl.program_id(2) * BLOCK_D + tl.arange(0, BLOCK_D)
+    feature_ok = features < n_features
+    start = tl.load(STARTS + cluster)
+    count = tl.load(COUNTS + cluster)
+    sums = tl.zeros((BLOCK_R, BLOCK_D), tl.float64)
+    weight_sums = tl.zeros((BLOCK_R,), tl.float64)
+    for slice_start in range(first_slice * rows_per_slice, count, n_slices * rows_per_slice):
+        slice_stop = tl.minimum(slice_start + rows_per_slice, count)
+        for first_row in range(slice_start, slice_stop, BLOCK_R):
+            positions = first_row + tl.arange(0, BLOCK_R)
+            row_ok = positions < slice_stop
+            rows = tl.load(ORDER + start + positions, mask=row_ok, other=0)
+            weight = tl.load(WEIGHTS + rows, mask=row_ok, other=0.0).to(tl.float64)
+            x = tl.load(X + rows[:, None] * stride_x + features[None, :],
+                        mask=row_ok[:, None] & feature_ok[None, :], other=0.0).to(tl.float64)
+            sums += x * weight[:, None]
+            weight_sums += weight
+    out = (first_slice * n_centers + cluster).to(tl.int64)
+    tl.store(PART_SUMS + out * n_features + features, tl.sum(sums, axis=0), mask=feature_ok)
+    if tl.program_id(2) == 0:
+        tl.store(PART_WEIGHTS + out, tl.sum(weight_sums, axis=0))
+
+
+@triton.jit
+def _plusplus_kernel(
+    X, stride_x, CANDIDATES, CLOSEST, WEIGHTS, COSTS, PARTIAL,
+    n_rows, n_candidates, n_features,
+    ACC: tl.constexpr, M_PAD: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+):
+    """One k-means++ step over a tile of rows: costs ``min(closest, ||x - c_m||^2)`` and their weighted sums."""
+    pid = tl.program_id(0)
+    rows = pid * BLOCK_N + tl.arange(0, BLOCK_N)
+    row_ok = rows < n_rows
+    rows64 = rows.to(tl.int64)
+    candidates = tl.arange(0, M_PAD)
+    candidate_ok = candidates < n_candidates
+    distance = tl.zeros((BLOCK_N, M_PAD), ACC)
+    for first_feature in range(0, n_features, BLOCK_D):
+        features = first_feature + tl.arange(0, BLOCK_D)
+        feature_ok = features < n_features
+        x = tl.load(X + rows64[:, None] * stride_x + features[None, :],
+                    mask=row_ok[:, None] & feature_ok[None, :], other=0.0).to(ACC)
+        c = tl.load(CANDIDATES + candidates[:, None] * n_features + features[None, :],
+                    mask=candidate_ok[:, None] & feature_ok[None, :], other=0.0).to(ACC)
+        diff = x[:, None, :] - c[None, :, :]
+        distance += tl.sum(diff * diff, axis=2)
+    closest = tl.load(CLOSEST + rows64, mask=row_ok, other=0.0)
+    costs = tl.minimum(closest[:, None], distance.to(tl.float64))
+    mask = row_ok[:, None] & candidate_ok[None, :]
+    tl.store(COSTS + rows64[:, None] * n_candidates + candidates[None, :], costs, mask=mask)
+    weight = tl.load(WEIGHTS + rows64, mask=row_ok, other=0.0)
+    potential = tl.sum(tl.where(mask, costs * weight[:, None], 0.0), axis=0)
+    tl.store(PARTIAL + pid * n_candidates + candidates, potential, mask=candidate_ok)
+
+
+# --------------------------------------------------------------------------- torch entry points
+
+
+def nearest_labels(
+    X: torch.Tensor,
+    centers: torch.Tensor,
+    *,
+    write_distance: bool,
+    precision: str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Labels (int64) and, optionally, exact squared distances of the nearest centers.
+
+    ``X`` may have more columns than ``centers`` (homogeneous rows ``[x, 1]``):
+    only the first ``d`` are read, with the row stride of ``X``.
+    """
+    precision = default_precision() if precision is None else check_precision(precision)
+    n_rows = X.shape[0]
+    n_centers, n_features = centers.shape
+    rows = _rows_view(X, n_features)
+    acc = _compute_dtype(X.dtype)
+    centers_acc = centers.to(acc).contiguous()
+    c_sq = (centers_acc * centers_acc).sum(dim=1)
+    labels = torch.empty(n_rows, dtype=torch.int64, device=X.device)
+    min_dist = torch.empty(n_rows, dtype=acc, device=X.device) if write_distance else labels
+    if acc == torch.float64:
+        precision = "ieee"  # TF32 applies to float32 only
+    block_n = 64 if INTERPRETED else 128
+    grid = (triton.cdiv(n_rows, block_n),)
+    _nearest_sq_kernel[grid](
+        rows, rows.stride(0), centers_acc, c_sq, labels, min_dist, n_rows, n_centers, n_features,
+        ACC=_tl_dtype(acc), PRECISION=precision, WRITE_DIST=write_distance,
+        BLOCK_N=block_n, BLOCK_K=_pow2(n_centers, 16, 64), BLOCK_D=_pow2(n_features, 16, 32),
+    )
+    return labels, (min_dist if write_distance else None)
+
+
+def nearest_lp(X: torch.Tensor, centers: torch.Tensor, p: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labels and Minkowski distances (order ``p``; 1 is manhattan) of the nearest centers."""
+    n_rows = X.shape[0]
+    n_centers, n_features = centers.shape
+    rows = _rows_view(X, n_features)
+    acc = _compute_dtype(X.dtype)
+    labels = torch.empty(n_rows, dtype=torch.int64, device=X.device)
+    totals = torch.empty(n_rows, dtype=acc, device=X.device)
+    block_n = 32
+    _nearest_lp_kernel[(triton.cdiv(n_rows, block_n),)](
+        rows, rows.stride(0), centers.to(acc).contiguous(), labels, totals, n_rows, n_centers, n_features, float(p),
+        ACC=_tl_dtype(acc), MANHATTAN=(p == 1), BLOCK_N=block_n, BLOCK_K=16, BLOCK_D=16,
+    )
+    return labels, (totals if p == 1 else totals ** (1.0 / p))
+
+
+def _multiprocessors(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).multi_processor_count
+    return 2
+
+
+def cluster_sums(
+    X: torch.Tensor, sample_weight: torch.Tensor, labels: torch.Tensor, n_centers: int, n_features: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-cluster weighted sums ``(k, d)`` and weights ``(k,)``, float64, sort-based and deterministic.
+
+    The rows are ordered by label once (a stable sort, so the order inside a
+    cluster is the row order); cluster boundaries come from ``searchsorted``,
+    so nothing is copied to the host.
+    """
+    rows = _rows_view(X, n_features)
+    sorted_labels, order = torch.sort(labels, stable=True)
+    bounds = torch.searchsorted(sorted_labels, torch.arange(n_centers + 1, device=X.device, dtype=labels.dtype))
+    starts = bounds[:-1].contiguous()
+    counts = (bounds[1:] - bounds[:-1]).contiguous()
+    n_rows = X.shape[0]
+    # Enough programs to fill the GPU when clusters have about n / k rows each.
+    n_slices = max(1, min(triton.cdiv(4 * _multiprocessors(X.device), n_centers), triton.cdiv(n_rows, 64)))
+    block_r = 32 if INTERPRETED else 64
+    rows_per_slice = max(block_r, triton.cdiv(triton.cdiv(n_rows, n_centers), n_slices))
+    block_d = _pow2(n_features, 16, 64)
+    part_sums = torch.empty((n_slices, n_centers, n_features), dtype=torch.float64, device=X.device)
+    part_weights = torch.empty((n_slices, n_centers), dtype=torch.float64, device=X.device)
+    grid = (n_centers, n_slices, triton.cdiv(n_features, block_d))
+    _segment_sums_kernel[grid](
+        rows, rows.stride(0), sample_weight.contiguous(), order, starts, counts, part_sums, part_weights,
+        n_centers, n_features, rows_per_slice, n_slices, BLOCK_R=block_r, BLOCK_D=block_d,
+    )
+    # Partials added in slice order: a fixed order, hence fixed bits.
+    return part_sums.sum(dim=0), part_weights.sum(dim=0)
+
+
+def plusplus_costs(
+    X: torch.Tensor, candidates: torch.Tensor, closest_cost: torch.Tensor, weights64: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Costs ``(n, m)`` float64 if each candidate were added, and their potentials ``(m,)``."""
+    n_rows, n_features = X.shape
+    n_candidates = candidates.shape[0]
+    acc = _compute_dtype(X.dtype)
+    block_n = 32
+    n_programs = triton.cdiv(n_rows, block_n)
+    costs = torch.empty((n_rows, n_candidates), dtype=torch.float64, device=X.device)
+    partial = torch.empty((n_programs, n_candidates), dtype=torch.float64, device=X.device)
+    rows = _rows_view(X, n_features)
+    _plusplus_kernel[(n_programs,)](
+        rows, rows.stride(0), candidates.to(acc).contiguous(), closest_cost.contiguous(), weights64.contiguous(),
+        costs, partial, n_rows, n_candidates, n_features,
+        ACC=_tl_dtype(acc), M_PAD=_pow2(n_candidates, 2, 64), BLOCK_N=block_n, BLOCK_D=_pow2(n_features, 2, 16),
+    )
+    return costs, partial.sum(dim=0)
+
+
+# --------------------------------------------------------------------------- operations (reference signatures)
+
+
+def lloyd_step_triton(
+    X: Any,
+    sample_weight: Any,
+    centers: Any,
+    *,
+    xp: Any,
+    rows_per_block: int,
+    previous_labels: Any = None,
+    precision: str | None = None,
+) -> Accumulation:
+    """Fused Lloyd E-step and M-step sums on a CUDA tensor (operation ``"lloyd_step"``).
+
+    Same parameters and result as :func:`kgpu._assign.assign_and_accumulate_reference`,
+    plus ``precision`` (see the module docstring). ``rows_per_block`` is not
+    needed: no ``(rows x k)`` block is ever materialised.
+    """
+    n_centers, n_features = centers.shape
+    labels, _ = nearest_labels(X, centers, write_distance=False, precision=precision)
+    sums, weights = cluster_sums(X, sample_weight, labels, n_centers, n_features)
+    n_changed = None
+    if previous_labels is not None:
+        n_changed = torch.count_nonzero(labels != previous_labels).to(torch.int64)
+    return Accumulation(labels, sums, weights, n_changed)
+
+
+def assign_triton(
+    X: Any,
+    centers: Any,
+    *,
+    xp: Any,
+    metric: Metric = SQEUCLIDEAN,
+    rows_per_block: int | None = None,
+    budget_mib: float | None = None,
+    precision: str | None = None,
+) -> Assignment:
+    """Nearest center and the distance to it (operation ``"assign"``) on a CUDA tensor.
+
+    Same parameters and result as :func:`kgpu._assign.assign_reference`
+    (metrics ``sqeuclidean``, ``euclidean``, ``manhattan``, ``minkowski``),
+    plus ``precision``.
+    """
+    if metric.name in ("sqeuclidean", "euclidean"):
+        labels, sq_dist = nearest_labels(X, centers, write_distance=True, precision=precision)
+        distance = sq_dist if metric.name == "sqeuclidean" else torch.sqrt(sq_dist)
+    else:
+        labels, distance = nearest_lp(X, centers, 1.0 if metric.name == "manhattan" else metric.p)
+    return Assignment(labels, distance.to(X.dtype))
+
+
+def plusplus_step_triton(
+    X: Any,
+    candidates: Any,
+    closest_cost: Any,
+    weights64: Any,
+    *,
+    xp: Any,
+    metric: Metric,
+    power: float,
+    x_sq_norms: Any,
+    rows_per_block: int,
+) -> PlusPlusStep:
+    """One k-means++ step (operation ``"plusplus_step"``): one read of ``X``, no host sync.
+
+    Same parameters and result as :func:`kgpu._init.plusplus_step_reference`
+    (``metric="sqeuclidean"``, ``power=1`` only: see :func:`_applies_plusplus`).
+    The squared distances are computed directly as ``||x - c||^2``.
+    """
+    costs, potentials = plusplus_costs(X, candidates, closest_cost, weights64)
+    best = torch.argmin(potentials)
+    column = best.reshape(1)
+    return PlusPlusStep(best, potentials.index_select(0, column)[0], costs.index_select(1, column)[:, 0])
+
+
+# --------------------------------------------------------------------------- CuPy: zero-copy through DLPack
+
+
+def _through_torch(function):
+    """``function`` for CuPy arrays: torch views in, CuPy views of the results out (no copies)."""
+
+    def on_cupy(*args: Any, xp: Any, **kwargs: Any) -> Any:
+        import cupy
+
+        def to_torch(value: Any) -> Any:
+            return torch.from_dlpack(value) if isinstance(value, cupy.ndarray) else value
+
+        result = function(*[to_torch(a) for a in args], xp=xp, **{k: to_torch(v) for k, v in kwargs.items()})
+        return type(result)(*[cupy.from_dlpack(v) if isinstance(v, torch.Tensor) else v for v in result])
+
+    on_cupy.__name__ = function.__name__ + "_cupy"
+    on_cupy.__doc__ = function.__doc__
+    return on_cupy
+
+
+# --------------------------------------------------------------------------- guards and self-checks
+
+
+def _is_cuda_tensor(x: Any) -> bool:
+    return isinstance(x, torch.Tensor) and x.is_cuda
+
+
+def _runs_here(x: Any) -> bool:
+    """A CUDA tensor or a CuPy array, of a float dtype Triton handles."""
+    if _is_cuda_tensor(x):
+        return x.dtype in _FLOAT_DTYPES and x.ndim == 2
+    try:
+        import cupy
+    except ImportError:
+        return False
+    return isinstance(x, cupy.ndarray) and x.ndim == 2 and x.dtype.kind == "f" and x.dtype.itemsize in (2, 4, 8)
+
+
+def _applies_lloyd(X, sample_weight, centers, **kwargs) -> bool:
+    return _runs_here(X) and X.shape[0] > 0
+
+
+def _applies_assign(X, centers, *, metric=SQEUCLIDEAN, **kwargs) -> bool:
+    return _runs_here(X) and X.shape[0] > 0 and metric.name in ("sqeuclidean", "euclidean", "manhattan", "minkowski")
+
+
+def _applies_plusplus(X, candidates, closest_cost, weights64, *, metric, power, **kwargs) -> bool:
+    return _runs_here(X) and metric.name == "sqeuclidean" and power == 1 and candidates.shape[0] <= 64
+
+
+def _check_problem(device: Any, dtype=torch.float32):
+    generator = torch.Generator().manual_seed(12345)
+    centers = torch.randn(5, 7, generator=generator, dtype=torch.float64) * 4
+    labels = torch.arange(150) % 5
+    X = centers[labels] + 0.1 * torch.randn(150, 7, generator=generator, dtype=torch.float64)
+    weights = torch.rand(150, generator=generator, dtype=torch.float64) + 0.5
+    return X.to(dtype).to(device), weights.to(dtype).to(device), centers.to(dtype).to(device)
+
+
+def _self_check_lloyd(xp: Any, device: Any) -> bool:
+    import array_api_compat.torch as xp_torch
+
+    X, weights, centers = _check_problem(torch.device(str(device)))
+    ours = lloyd_step_triton(X, weights, centers, xp=xp_torch, rows_per_block=64)
+    reference = assign_and_accumulate_reference(X, weights, centers, xp=xp_torch, rows_per_block=64)
+    return bool(
+        torch.equal(ours.labels, reference.labels)
+        and torch.allclose(ours.sums, reference.sums, rtol=1e-5)
+        and torch.allclose(ours.weights, reference.weights, rtol=1e-5)
+    )
+
+
+def _self_check_assign(xp: Any, device: Any) -> bool:
+    import array_api_compat.torch as xp_torch
+
+    X, _, centers = _check_problem(torch.device(str(device)))
+    for metric in (SQEUCLIDEAN, Metric("manhattan", 1.0)):
+        ours = assign_triton(X, centers, xp=xp_torch, metric=metric)
+        reference = assign_reference(X, centers, xp=xp_torch, metric=metric)
+        if not (torch.equal(ours.labels, reference.labels) and torch.allclose(ours.min_dist, reference.min_dist, rtol=1e-4, atol=1e-5)):
+            return False
+    return True
+
+
+def _self_check_plusplus(xp: Any, device: Any) -> bool:
+    import array_api_compat.torch as xp_torch
+
+    X, weights, _ = _check_problem(torch.device(str(device)))
+    weights64 = weights.to(torch.float64)
+    closest = ((X - X[0]) ** 2).sum(dim=1).to(torch.float64)
+    candidates = X[torch.tensor([3, 40, 77, 120], device=X.device)]
+    options = dict(metric=SQEUCLIDEAN, power=1.0, x_sq_norms=(X * X).sum(dim=1), rows_per_block=64)
+    ours = plusplus_step_triton(X, candidates, closest, weights64, xp=xp_torch, **options)
+    reference = plusplus_step_reference(X, candidates, closest, weights64, xp=xp_torch, **options)
+    return bool(
+        int(ours.best) == int(reference.best)
+        and torch.allclose(ours.closest_cost, reference.closest_cost, rtol=1e-4, atol=1e-5)
+    )
+
+
+def _on_cupy(self_check):
+    def check(xp: Any, device: Any) -> bool:
+        return self_check(xp, torch.device("cuda", int(getattr(device, "id", 0))))
+
+    return check
+
+
+for _backend in ("torch", "cupy"):
+    _wrap = (lambda function: function) if _backend == "torch" else _through_torch
+    _check = (lambda check: check) if _backend == "torch" else _on_cupy
+    register("lloyd_step", _backend, name="triton", self_check=_check(_self_check_lloyd), applies=_applies_lloyd)(
+        _wrap(lloyd_step_triton)
+    )
+    register("assign", _backend, name="triton", self_check=_check(_self_check_assign), applies=_applies_assign)(
+        _wrap(assign_triton)
+    )
+    register(
+        "plusplus_step", _backend, name="triton", self_check=_check(_self_check_plusplus), applies=_applies_plusplus
+    )(_wrap(plusplus_step_triton))

@@ -1,0 +1,87 @@
+"""Contract of the ``"lloyd_step"`` operation: every native implementation against the reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kgpu._assign import assign_and_accumulate_reference
+from kgpu._kernels import dispatch
+
+from .._helpers import to_numpy
+from ._contract import native_implementations
+from ._data import DTYPES, SHAPE_IDS, SHAPES, blobs, compute_dtype, exact_ties, weights_for
+
+IMPLEMENTATIONS = native_implementations("lloyd_step")
+
+
+def _homogeneous(X: np.ndarray) -> np.ndarray:
+    return np.concatenate([X, np.ones((X.shape[0], 1), dtype=X.dtype)], axis=1)
+
+
+def _check_against_reference(entry, target, X, centers, weights, previous=None, homogeneous=False):
+    """Run ``entry`` on ``target`` and the reference on the same values (float16 computed in float32)."""
+    X_in = _homogeneous(X) if homogeneous else X
+    reference_dtype = compute_dtype(str(X.dtype))
+    expected = assign_and_accumulate_reference(
+        target.array(X_in.astype(reference_dtype)), target.array(weights.astype(reference_dtype)),
+        target.array(centers.astype(reference_dtype)), xp=target.xp, rows_per_block=37,
+        previous_labels=None if previous is None else target.array(previous),
+    )
+    result = entry.function(
+        target.array(X_in), target.array(weights.astype(X.dtype)), target.array(centers), xp=target.xp,
+        rows_per_block=37, previous_labels=None if previous is None else target.array(previous),
+    )
+    np.testing.assert_array_equal(to_numpy(result.labels), to_numpy(expected.labels))
+    sums, expected_sums = to_numpy(result.sums), to_numpy(expected.sums)
+    assert sums.dtype == np.float64 and sums.shape == expected_sums.shape
+    # Relative to the largest sum: a cluster's sum may cancel to near zero.
+    np.testing.assert_allclose(sums, expected_sums, rtol=1e-6, atol=1e-6 * np.abs(expected_sums).max())
+    np.testing.assert_allclose(to_numpy(result.weights), to_numpy(expected.weights), rtol=1e-6, atol=1e-12)
+    if previous is None:
+        assert result.n_changed is None
+    else:
+        assert int(result.n_changed) == int(expected.n_changed)
+    return result
+
+
+@pytest.mark.parametrize("backend, entry", IMPLEMENTATIONS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES, ids=SHAPE_IDS)
+def test_matches_reference(backend, entry, target, dtype, shape):
+    X, centers = blobs(*shape, dtype)
+    _check_against_reference(entry, target, X, centers, weights_for(shape[0], "uniform"))
+
+
+@pytest.mark.parametrize("backend, entry", IMPLEMENTATIONS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_weights_homogeneous_rows_and_changed_labels(backend, entry, target, dtype):
+    X, centers = blobs(180, 9, 11, dtype, seed=3)
+    previous = (np.arange(180) * 5) % 9
+    _check_against_reference(
+        entry, target, X, centers, weights_for(180, "random"), previous=previous, homogeneous=True
+    )
+
+
+@pytest.mark.parametrize("backend, entry", IMPLEMENTATIONS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ties_go_to_the_lowest_index(backend, entry, target, dtype):
+    X, centers = exact_ties(dtype)
+    result = _check_against_reference(entry, target, X, centers, weights_for(X.shape[0], "uniform"))
+    # Row 0 is halfway between centers 0 and 1; row 2 sits on the duplicated centers 2 and 3.
+    labels = to_numpy(result.labels)
+    assert labels[0] == 0 and labels[2] == 2
+
+
+@pytest.mark.parametrize("backend, entry", IMPLEMENTATIONS)
+def test_empty_cluster_gets_zero_sums(backend, entry, target):
+    X, centers = blobs(40, 3, 5, "float64", seed=4)
+    far_away = np.vstack([centers, np.full((1, 5), 1e3)])
+    result = _check_against_reference(entry, target, X, far_away, weights_for(40, "random"))
+    assert to_numpy(result.weights)[3] == 0.0
+    assert np.all(to_numpy(result.sums)[3] == 0.0)
+
+
+def test_table_lists_the_reference_first():
+    backends = [backend for backend, _ in dispatch.registered("lloyd_step")]
+    assert backends[0] == dispatch.ANY_BACKEND

@@ -129,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend_argument(demo)
     demo.set_defaults(handler=run_demo)
 
+    doctor = commands.add_parser(
+        "doctor", parents=[common], help="backends, devices, Triton, and the kernel each operation runs",
+    )
+    doctor.set_defaults(handler=run_doctor)
+
     quantize = commands.add_parser(
         "quantize", parents=[common], help="reduce an image to a K-Means colour palette",
         description="Fit K-Means on a sample of the pixels, map every pixel to its nearest colour, write the image.",
@@ -526,6 +531,14 @@ def run_demo(args: argparse.Namespace) -> int:
     from ._demo import run_demo as demo
 
     demo(args.n, args.d, args.k, backend=args.backend)
+    return 0
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    """``kgpu doctor``: what :func:`kgpu._doctor.doctor` finds."""
+    from ._doctor import doctor
+
+    print(doctor())
     return 0
 
 

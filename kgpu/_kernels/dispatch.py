@@ -168,19 +168,33 @@ def call(operation: str, *args: Any, xp: Any, **kwargs: Any) -> Any:
     return implementation(operation, xp, device, *args, **kwargs)(*args, xp=xp, **kwargs)
 
 
-def describe(xp: Any, device: Any = None) -> dict[str, str]:
+def describe(xp: Any, device: Any = None, probe: Any = None) -> dict[str, str]:
     """``{operation: implementation name}`` for namespace ``xp`` on ``device`` (for ``kgpu doctor``).
 
+    ``probe``, a small array of ``xp`` on ``device``, is shown to each
+    implementation's guard as the data; without it the guards are not asked.
     Runs each native kernel's self-check if it has not run yet on that device.
     """
     _load_native_modules()
     operations = sorted({operation for operation, _ in _TABLE})
+    probe_args = () if probe is None else (probe,)
     chosen = {}
     for operation in operations:
-        function = implementation(operation, xp, device)
+        function = implementation(operation, xp, device, *probe_args)
         names = [entry.name for entries in _TABLE.values() for entry in entries if entry.function is function]
         chosen[operation] = names[0] if names else "array-api"
     return chosen
+
+
+def self_check_results(device: Any) -> dict[tuple[str, str], bool]:
+    """``{(operation, backend): passed}`` for every native kernel already self-checked on ``device``."""
+    key = _device_key(device)
+    return {
+        (operation, backend): entry.checked[key]
+        for (operation, backend), entries in _TABLE.items()
+        for entry in entries
+        if key in entry.checked
+    }
 
 
 def registered(operation: str) -> list[tuple[str, Entry]]:

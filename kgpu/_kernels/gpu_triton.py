@@ -480,16 +480,21 @@ def _runs_here(x: Any) -> bool:
     return isinstance(x, cupy.ndarray) and x.ndim == 2 and x.dtype.kind == "f" and x.dtype.itemsize in (2, 4, 8)
 
 
-def _applies_lloyd(X, sample_weight, centers, **kwargs) -> bool:
+# The guards look at the data (the first argument) and at the options; the
+# kernel table also asks them with the data alone (``kgpu doctor``).
+
+
+def _applies_lloyd(X, *args, **kwargs) -> bool:
     return _runs_here(X) and X.shape[0] > 0
 
 
-def _applies_assign(X, centers, *, metric=SQEUCLIDEAN, **kwargs) -> bool:
+def _applies_assign(X, *args, metric=SQEUCLIDEAN, **kwargs) -> bool:
     return _runs_here(X) and X.shape[0] > 0 and metric.name in ("sqeuclidean", "euclidean", "manhattan", "minkowski")
 
 
-def _applies_plusplus(X, candidates, closest_cost, weights64, *, metric, power, **kwargs) -> bool:
-    return _runs_here(X) and metric.name == "sqeuclidean" and power == 1 and candidates.shape[0] <= 64
+def _applies_plusplus(X, *args, metric=SQEUCLIDEAN, power=1.0, **kwargs) -> bool:
+    few_candidates = not args or args[0].shape[0] <= 64
+    return _runs_here(X) and metric.name == "sqeuclidean" and power == 1 and few_candidates
 
 
 def _check_problem(device: Any, dtype=torch.float32):

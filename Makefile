@@ -1,6 +1,7 @@
 # Two commands on a fresh machine:
 #   make demo   set up .venv (if missing), install kgpu, cluster a built-in data set
 #   make test   set up .venv with the test extra, run the whole test suite
+# and, on a machine with an NVIDIA GPU, `make gpu-check` (see below).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -8,7 +9,7 @@ PY := $(VENV)/bin/python
 # machines pip fetches it from PyPI.
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench gpu-check clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +32,16 @@ test: $(VENV)/.kgpu-test-installed
 
 bench: $(VENV)/.kgpu-test-installed
 	$(PY) bench/compare.py
+
+# The GPU run: tests, cases A and B, KMedians, MiniBatchKMeans, k-means++,
+# peers and rooflines, in under 8 minutes on one H100/H200; writes
+# bench/results/gpu-<date>-<device>.md. Uses .venv when there is one, else
+# $(PYTHON) (a GPU image's own Python, with torch or cupy). Without a GPU it
+# says so and fails at once.
+GPU_PYTHON ?= $(if $(wildcard $(PY)),$(PY),$(PYTHON))
+
+gpu-check:
+	PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" $(GPU_PYTHON) bench/gpu_check.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .benchmarks

@@ -17,6 +17,9 @@ and is compared with it by a self-check on the first call per device.
 - ``"plusplus_step"``: one read of ``X`` per k-means++ step: the squared
   distances to every candidate, the new costs and per-program partial
   potentials in one pass.
+- ``"segment_median"``: one sort per call (of the labels), then each
+  program finds the lower and upper weighted medians of a block of columns
+  of one segment by bisection on the values' integer keys: no column is sorted.
 
 Precision of the assignment GEMM (float32 data): ``precision=`` on each
 function, or the ``KGPU_PRECISION`` environment variable for the estimators:
@@ -257,6 +260,98 @@ def _plusplus_kernel(
     tl.store(PARTIAL + pid * n_candidates + candidates, potential, mask=candidate_ok)
 
 
+@triton.jit
+def _ordered_key(x, INT: tl.constexpr, SHIFT: tl.constexpr, LOW_BITS: tl.constexpr):
+    """Integer key with the order of the floats ``x``: the low bits of negative numbers flipped."""
+    bits = x.to(INT, bitcast=True)
+    return bits ^ ((bits >> SHIFT) & LOW_BITS)
+
+
+@triton.jit
+def _segment_median_kernel(
+    SORTED, WEIGHTS, STARTS, COUNTS, OUT, n_features,
+    ACC: tl.constexpr, INT: tl.constexpr, SHIFT: tl.constexpr, LOW_BITS: tl.constexpr, HAS_WEIGHTS: tl.constexpr,
+    BLOCK_R: tl.constexpr, BLOCK_D: tl.constexpr,
+):
+    """Weighted lower and upper medians of a block of columns of one segment, by bisection on the value keys.
+
+    ``SORTED`` holds the rows ordered by segment (one sort per iteration, of
+    the labels). The lower median is the smallest value whose cumulative
+    weight reaches half the total, the upper the smallest whose cumulative
+    weight exceeds it; both are found by halving an interval of integer keys,
+    snapped to the data keys at each pass (a few passes over the segment's
+    rows, at most 32 or 64), so no column is ever sorted.
+    """
+    segment = tl.program_id(0)
+    columns = tl.program_id(1) * BLOCK_D + tl.arange(0, BLOCK_D)
+    column_ok = columns < n_features
+    start = tl.load(STARTS + segment)
+    count = tl.load(COUNTS + segment)
+    lowest = tl.full((BLOCK_D,), 0, INT) + ((1 << SHIFT) - 1)  # the largest key
+    highest = -lowest - 1  # the smallest key
+    total = tl.zeros((BLOCK_D,), tl.float64)
+    for first in range(0, count, BLOCK_R):
+        positions = first + tl.arange(0, BLOCK_R)
+        row_ok = positions < count
+        mask = row_ok[:, None] & column_ok[None, :]
+        rows = (start + positions).to(tl.int64)
+        keys = _ordered_key(tl.load(SORTED + rows[:, None] * n_features + columns[None, :], mask=mask, other=0.0).to(ACC), INT, SHIFT, LOW_BITS)
+        lowest = tl.minimum(lowest, tl.min(tl.where(mask, keys, (1 << SHIFT) - 1), axis=0))
+        highest = tl.maximum(highest, tl.max(tl.where(mask, keys, -(1 << SHIFT)), axis=0))
+        if HAS_WEIGHTS:
+            weight = tl.load(WEIGHTS + rows, mask=row_ok, other=0.0)
+        else:
+            weight = tl.where(row_ok, 1.0, 0.0).to(tl.float64)
+        total += tl.sum(tl.where(mask, weight[:, None], 0.0), axis=0)
+    half = total / 2
+    lower_lo, lower_hi = lowest, highest
+    upper_lo, upper_hi = lowest, highest
+    while tl.sum((lower_lo < lower_hi).to(tl.int32) + (upper_lo < upper_hi).to(tl.int32)) > 0:
+        # Floor of the midpoint without overflow.
+        lower_mid = (lower_lo >> 1) + (lower_hi >> 1) + (lower_lo & lower_hi & 1)
+        upper_mid = (upper_lo >> 1) + (upper_hi >> 1) + (upper_lo & upper_hi & 1)
+        lower_weight = tl.zeros((BLOCK_D,), tl.float64)
+        upper_weight = tl.zeros((BLOCK_D,), tl.float64)
+        # The data keys next to each midpoint: the interval snaps to them, so
+        # it ends after a few passes, not after 32 or 64.
+        lower_below = tl.zeros((BLOCK_D,), INT) - ((1 << SHIFT) - 1) - 1
+        lower_above = tl.zeros((BLOCK_D,), INT) + ((1 << SHIFT) - 1)
+        upper_below = lower_below
+        upper_above = lower_above
+        for first in range(0, count, BLOCK_R):
+            positions = first + tl.arange(0, BLOCK_R)
+            row_ok = positions < count
+            mask = row_ok[:, None] & column_ok[None, :]
+            rows = (start + positions).to(tl.int64)
+            keys = _ordered_key(tl.load(SORTED + rows[:, None] * n_features + columns[None, :], mask=mask, other=0.0).to(ACC), INT, SHIFT, LOW_BITS)
+            if HAS_WEIGHTS:
+                weight = tl.load(WEIGHTS + rows, mask=row_ok, other=0.0)
+            else:
+                weight = tl.where(row_ok, 1.0, 0.0).to(tl.float64)
+            at_most_lower = mask & (keys <= lower_mid[None, :])
+            at_most_upper = mask & (keys <= upper_mid[None, :])
+            lower_weight += tl.sum(tl.where(at_most_lower, weight[:, None], 0.0), axis=0)
+            upper_weight += tl.sum(tl.where(at_most_upper, weight[:, None], 0.0), axis=0)
+            lower_below = tl.maximum(lower_below, tl.max(tl.where(at_most_lower, keys, -(1 << SHIFT)), axis=0))
+            lower_above = tl.minimum(lower_above, tl.min(tl.where(mask & ~at_most_lower, keys, (1 << SHIFT) - 1), axis=0))
+            upper_below = tl.maximum(upper_below, tl.max(tl.where(at_most_upper, keys, -(1 << SHIFT)), axis=0))
+            upper_above = tl.minimum(upper_above, tl.min(tl.where(mask & ~at_most_upper, keys, (1 << SHIFT) - 1), axis=0))
+        # The answer is a data key: at most the largest key <= mid when the
+        # weight up to mid suffices, else at least the smallest key > mid.
+        lower_open = lower_lo < lower_hi
+        lower_take = lower_weight >= half
+        lower_hi = tl.where(lower_open & lower_take, lower_below, lower_hi)
+        lower_lo = tl.where(lower_open & ~lower_take, lower_above, lower_lo)
+        upper_open = upper_lo < upper_hi
+        upper_take = upper_weight > half
+        upper_hi = tl.where(upper_open & upper_take, upper_below, upper_hi)
+        upper_lo = tl.where(upper_open & ~upper_take, upper_above, upper_lo)
+    lower = _ordered_key(lower_lo, INT, SHIFT, LOW_BITS).to(ACC, bitcast=True)
+    upper = _ordered_key(upper_lo, INT, SHIFT, LOW_BITS).to(ACC, bitcast=True)
+    median = tl.where(total > 0, (lower + upper) / 2, 0.0)
+    tl.store(OUT + segment.to(tl.int64) * n_features + columns, median, mask=column_ok)
+
+
 # --------------------------------------------------------------------------- torch entry points
 
 
@@ -366,6 +461,28 @@ def plusplus_costs(
     return costs, partial.sum(dim=0)
 
 
+def segment_medians(values: torch.Tensor, labels: torch.Tensor, n_segments: int, weights: torch.Tensor | None) -> torch.Tensor:
+    """Weighted medians ``(n_segments, d)`` in the compute dtype: one sort (of the labels) per call."""
+    n_rows, n_features = values.shape
+    acc = _compute_dtype(values.dtype)
+    sorted_labels, order = torch.sort(labels, stable=True)
+    bounds = torch.searchsorted(sorted_labels, torch.arange(n_segments + 1, device=values.device, dtype=labels.dtype))
+    starts = bounds[:-1].contiguous()
+    counts = (bounds[1:] - bounds[:-1]).contiguous()
+    rows_by_segment = values.index_select(0, order).to(acc).contiguous()
+    weights_by_segment = None if weights is None else weights.index_select(0, order).to(torch.float64).contiguous()
+    out = torch.empty((n_segments, n_features), dtype=acc, device=values.device)
+    wide = acc == torch.float64
+    block_d = _pow2(n_features, 2, 16 if INTERPRETED else 32)
+    _segment_median_kernel[(n_segments, triton.cdiv(n_features, block_d))](
+        rows_by_segment, rows_by_segment if weights_by_segment is None else weights_by_segment, starts, counts, out,
+        n_features, ACC=_tl_dtype(acc), INT=tl.int64 if wide else tl.int32, SHIFT=63 if wide else 31,
+        LOW_BITS=(1 << 63) - 1 if wide else (1 << 31) - 1, HAS_WEIGHTS=weights_by_segment is not None,
+        BLOCK_R=32 if INTERPRETED else 128, BLOCK_D=block_d,
+    )
+    return out
+
+
 # --------------------------------------------------------------------------- operations (reference signatures)
 
 
@@ -442,6 +559,29 @@ def plusplus_step_triton(
     return PlusPlusStep(best, potentials.index_select(0, column)[0], costs.index_select(1, column)[:, 0])
 
 
+def segment_median_triton(
+    values: Any,
+    labels: Any,
+    n_segments: int,
+    weights: Any = None,
+    *,
+    xp: Any,
+    budget_mib: float | None = None,
+) -> Any:
+    """Weighted median of every column within each segment (operation ``"segment_median"``) on a CUDA tensor.
+
+    Same parameters, rule and result as
+    :func:`kgpu._segment.segment_median_reference`: the midpoint of the lower
+    and upper weighted medians; 0 for a segment without weight. One sort per
+    call (the labels'), then a bisection on each column's value keys instead
+    of two argsorts per column. ``budget_mib`` is not needed: the only
+    temporary is one copy of ``values`` in segment order.
+    """
+    if values.shape[0] == 0:
+        return torch.zeros((n_segments, values.shape[1]), dtype=values.dtype, device=values.device)
+    return segment_medians(values, labels, n_segments, weights).to(values.dtype)
+
+
 # --------------------------------------------------------------------------- CuPy: zero-copy through DLPack
 
 
@@ -455,6 +595,8 @@ def _through_torch(function):
             return torch.from_dlpack(value) if isinstance(value, cupy.ndarray) else value
 
         result = function(*[to_torch(a) for a in args], xp=xp, **{k: to_torch(v) for k, v in kwargs.items()})
+        if isinstance(result, torch.Tensor):
+            return cupy.from_dlpack(result)
         return type(result)(*[cupy.from_dlpack(v) if isinstance(v, torch.Tensor) else v for v in result])
 
     on_cupy.__name__ = function.__name__ + "_cupy"
@@ -495,6 +637,10 @@ def _applies_assign(X, *args, metric=SQEUCLIDEAN, **kwargs) -> bool:
 def _applies_plusplus(X, *args, metric=SQEUCLIDEAN, power=1.0, **kwargs) -> bool:
     few_candidates = not args or args[0].shape[0] <= 64
     return _runs_here(X) and metric.name == "sqeuclidean" and power == 1 and few_candidates
+
+
+def _applies_median(values, *args, **kwargs) -> bool:
+    return _runs_here(values)
 
 
 def _check_problem(device: Any, dtype=torch.float32):
@@ -550,6 +696,23 @@ def _self_check_plusplus(xp: Any, device: Any) -> bool:
     )
 
 
+def _self_check_median(xp: Any, device: Any) -> bool:
+    import array_api_compat.torch as xp_torch
+
+    from .._segment import segment_median_reference
+
+    X, weights, _ = _check_problem(torch.device(str(device)))
+    labels = torch.arange(X.shape[0], device=X.device) % 6  # segment 5 stays empty
+    labels[labels == 5] = 4
+    integer_weights = torch.round(weights * 2)
+    for segment_weights in (None, integer_weights):
+        ours = segment_median_triton(X, labels, 6, segment_weights, xp=xp_torch)
+        reference = segment_median_reference(X, labels, 6, segment_weights, xp=xp_torch)
+        if not torch.equal(ours, reference):
+            return False
+    return True
+
+
 def _on_cupy(self_check):
     def check(xp: Any, device: Any) -> bool:
         return self_check(xp, torch.device("cuda", int(getattr(device, "id", 0))))
@@ -569,3 +732,6 @@ for _backend in ("torch", "cupy"):
     register(
         "plusplus_step", _backend, name="triton", self_check=_check(_self_check_plusplus), applies=_applies_plusplus
     )(_wrap(plusplus_step_triton))
+    register(
+        "segment_median", _backend, name="triton", self_check=_check(_self_check_median), applies=_applies_median
+    )(_wrap(segment_median_triton))

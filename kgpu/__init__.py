@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 #: Public name -> module that defines it (a module maps to itself).
 _MODULE_OF = {
     "KMeans": "._kmeans",
+    "k_means": "._kmeans",
     "kmeans_plusplus": "._kmeans",
     "KMedians": "._kmedians",
     "KMedoids": "._kmedoids",
@@ -31,13 +32,13 @@ _MODULE_OF = {
     "select": ".select",
 }
 
-__all__ = ["KMeans", "kmeans_plusplus", "KMedians", "KMedoids", "MiniBatchKMeans", "BisectingKMeans", "quantize_colors", "best_backend", "metrics", "plot", "select", "save", "load", "__version__"]
+__all__ = ["KMeans", "k_means", "kmeans_plusplus", "KMedians", "KMedoids", "MiniBatchKMeans", "BisectingKMeans", "quantize_colors", "best_backend", "metrics", "plot", "select", "save", "load", "__version__"]
 
 if TYPE_CHECKING:  # what static tools see; at run time __getattr__ imports on demand
     from . import metrics, plot, select
     from ._backend import best_backend
     from ._bisecting import BisectingKMeans
-    from ._kmeans import KMeans, kmeans_plusplus
+    from ._kmeans import KMeans, k_means, kmeans_plusplus
     from ._kmedians import KMedians
     from ._kmedoids import KMedoids
     from ._minibatch import MiniBatchKMeans

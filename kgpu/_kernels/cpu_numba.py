@@ -292,12 +292,9 @@ def lloyd_step_numba(
         # Chunk order, whichever thread computed each chunk.
         for part in partials:
             totals += part
-    return Accumulation(
-        labels,
-        totals[:, :n_features].copy(),
-        totals[:, n_features].copy(),
-        n_changed if previous_labels is not None else -1,
-    )
+    # As the reference: a 0-d int64 array, or None without previous labels.
+    changed = None if previous_labels is None else np.asarray(n_changed, dtype=np.int64)
+    return Accumulation(labels, totals[:, :n_features].copy(), totals[:, n_features].copy(), changed)
 
 
 def _lloyd_step_self_check(xp: Any, device: Any) -> bool:

@@ -33,7 +33,7 @@ class DevicePaths:
     paths : dict of str to str
         ``{operation: implementation}`` (``"array-api"``, ``"triton"``, ``"numba"``...).
     why_reference : str or None
-        Why the array-API path runs here, when no native kernel does.
+        Why the fused GPU kernels, or any native kernel, do not run here.
     """
 
     backend: str
@@ -98,21 +98,26 @@ def _free_bytes(xp: Any, device: Any) -> int | None:
     return free_memory_bytes(xp, device)
 
 
-def _why_reference(backend: str, triton_ready: bool, device: Any) -> str | None:
+def _why_reference(backend: str, triton_ready: bool, device: Any, paths: dict) -> str | None:
+    """Why the fused GPU kernels (or any native kernel) do not run on this device, or None when they do."""
     if not dispatch.fast_enabled():
         return "KGPU_FAST=0 turns the native kernels off."
+    uses_reference = [operation for operation, name in paths.items() if name == "array-api"]
     on_gpu = backend == "cupy" or (backend == "torch" and "cuda" in str(device).lower())
     if on_gpu:
         if not triton_ready:
-            return "Triton is not usable here (see above)."
+            return "Triton is not usable here (see above): the array-API path runs."
         failed = [op for (op, name), ok in dispatch.self_check_results(device).items() if name == backend and not ok]
         if failed:
             return f"the Triton kernels for {', '.join(sorted(failed))} failed their self-check on this device."
         return None
-    if backend == "numpy":
-        return "no native CPU kernel is registered for NumPy (or numba is absent)."
     if backend == "torch":
-        return "no CUDA device: the Triton kernels take CUDA tensors (or CuPy arrays) only."
+        on_cpu = "the array-API path runs" if len(uses_reference) == len(paths) else "CPU kernels run where registered"
+        return f"no CUDA device here: the Triton kernels take CUDA tensors (or CuPy arrays) only; {on_cpu}."
+    if not uses_reference:
+        return None
+    if backend == "numpy":
+        return f"no native CPU kernel for {', '.join(uses_reference)} (numba absent, or none registered)."
     return "the array-API reference serves this library (no native kernel for it)."
 
 
@@ -133,7 +138,7 @@ def doctor() -> DoctorReport:
         report.libraries[name] = "not installed" if version is None else version
     report.triton, triton_ready = _triton_status()
     if not torch_cuda_available() and not cuda_available():
-        report.triton += "; no CUDA device found"
+        report.triton += "; no CUDA device found, so the fused kernels cannot run on this machine"
 
     targets: list[tuple[Any, Any]] = []
     import array_api_compat.numpy as xp_numpy
@@ -163,9 +168,7 @@ def doctor() -> DoctorReport:
             paths = dispatch.describe(xp, device, probe)
         except Exception as exc:  # noqa: BLE001 - one broken device must not hide the others
             paths = {"(error)": f"{type(exc).__name__}: {exc}"}
-        why = None
-        if all(name == "array-api" for name in paths.values()):
-            why = _why_reference(backend, triton_ready, device)
+        why = _why_reference(backend, triton_ready, device, paths)
         report.devices.append(DevicePaths(backend, str(device), _free_bytes(xp, device), paths, why))
     return report
 

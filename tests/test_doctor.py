@@ -38,8 +38,10 @@ def test_without_a_gpu_it_says_the_array_api_path_runs_and_why(monkeypatch):
     monkeypatch.delenv("KGPU_FAST", raising=False)
     report = doctor()
     torch_cpu = _device(report, "torch", "cpu")
-    assert set(torch_cpu.paths.values()) == {"array-api"}
+    assert "triton" not in set(torch_cpu.paths.values())
     assert "no CUDA device" in torch_cpu.why_reference
+    strict = _device(report, "array_api_strict", "")
+    assert set(strict.paths.values()) == {"array-api"} and strict.why_reference
     assert "no CUDA device found" in report.triton or "not installed" in report.triton
 
 

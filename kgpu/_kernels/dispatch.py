@@ -177,13 +177,22 @@ def describe(xp: Any, device: Any = None, probe: Any = None) -> dict[str, str]:
     """
     _load_native_modules()
     operations = sorted({operation for operation, _ in _TABLE})
-    probe_args = () if probe is None else (probe,)
-    chosen = {}
-    for operation in operations:
-        function = implementation(operation, xp, device, *probe_args)
-        names = [entry.name for entries in _TABLE.values() for entry in entries if entry.function is function]
-        chosen[operation] = names[0] if names else "array-api"
-    return chosen
+    return {operation: _chosen_name(operation, xp, device, probe) for operation in operations}
+
+
+def _chosen_name(operation: str, xp: Any, device: Any, probe: Any) -> str:
+    if fast_enabled():
+        for entry in _TABLE.get((operation, backend_name(xp)), ()):
+            if entry.applies is not None and probe is not None:
+                try:
+                    applies = entry.applies(probe)
+                except TypeError:  # the guard needs the whole call: it may apply
+                    applies = True
+                if not applies:
+                    continue
+            if _passes_self_check(entry, operation, xp, device):
+                return entry.name
+    return "array-api"
 
 
 def self_check_results(device: Any) -> dict[tuple[str, str], bool]:

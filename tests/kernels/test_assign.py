@@ -9,7 +9,7 @@ from kgpu._assign import assign_reference
 from kgpu._distances import Metric
 
 from .._helpers import to_numpy
-from ._contract import native_implementations
+from ._contract import native_implementations, require_applies
 from ._data import DTYPES, SHAPE_IDS, SHAPES, blobs, compute_dtype, exact_ties, weights_for
 
 IMPLEMENTATIONS = native_implementations("assign")
@@ -30,7 +30,9 @@ def _check_against_reference(entry, target, X, centers, metric):
         target.array(X.astype(reference_dtype)), target.array(centers.astype(reference_dtype)), xp=target.xp,
         metric=metric, rows_per_block=37,
     )
-    result = entry.function(target.array(X), target.array(centers), xp=target.xp, metric=metric, rows_per_block=37)
+    args = (target.array(X), target.array(centers))
+    require_applies(entry, *args, metric=metric, rows_per_block=37)
+    result = entry.function(*args, xp=target.xp, metric=metric, rows_per_block=37)
     np.testing.assert_array_equal(to_numpy(result.labels), to_numpy(expected.labels))
     distances, expected_distances = to_numpy(result.min_dist), to_numpy(expected.min_dist)
     assert distances.dtype == X.dtype, "distances come back in the input's dtype"
@@ -70,6 +72,7 @@ def test_homogeneous_rows(backend, entry, target):
     X, centers = blobs(90, 6, 9, "float32", seed=5)
     design = np.concatenate([X, np.ones((90, 1), dtype=np.float32)], axis=1)
     metric = METRICS[0]
+    require_applies(entry, target.array(design), target.array(centers), metric=metric)
     result = entry.function(target.array(design), target.array(centers), xp=target.xp, metric=metric)
     expected = assign_reference(target.array(X), target.array(centers), xp=target.xp, metric=metric)
     np.testing.assert_array_equal(to_numpy(result.labels), to_numpy(expected.labels))

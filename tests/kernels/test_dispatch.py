@@ -107,6 +107,12 @@ def fused_on_cpu(monkeypatch):
         pytest.skip("needs TRITON_INTERPRET=1 (set by this directory's conftest without a GPU)")
     monkeypatch.setattr(triton_module, "_runs_here", lambda x: getattr(x, "device", None) is not None and x.ndim == 2)
     monkeypatch.delenv("KGPU_FAST", raising=False)
+    # Only the Triton kernels for torch: CPU kernels registered for torch tensors would be picked first.
+    dispatch._load_native_modules()  # into the real table, before it is swapped for this copy
+    monkeypatch.setattr(dispatch, "_TABLE", {
+        (operation, backend): [entry for entry in entries if backend != "torch" or entry.name == "triton"]
+        for (operation, backend), entries in dispatch._TABLE.items()
+    })
     return triton_module
 
 

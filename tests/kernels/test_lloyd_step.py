@@ -9,7 +9,7 @@ from kgpu._assign import assign_and_accumulate_reference
 from kgpu._kernels import dispatch
 
 from .._helpers import to_numpy
-from ._contract import native_implementations
+from ._contract import native_implementations, require_applies
 from ._data import DTYPES, SHAPE_IDS, SHAPES, blobs, compute_dtype, exact_ties, weights_for
 
 IMPLEMENTATIONS = native_implementations("lloyd_step")
@@ -28,10 +28,10 @@ def _check_against_reference(entry, target, X, centers, weights, previous=None, 
         target.array(centers.astype(reference_dtype)), xp=target.xp, rows_per_block=37,
         previous_labels=None if previous is None else target.array(previous),
     )
-    result = entry.function(
-        target.array(X_in), target.array(weights.astype(X.dtype)), target.array(centers), xp=target.xp,
-        rows_per_block=37, previous_labels=None if previous is None else target.array(previous),
-    )
+    args = (target.array(X_in), target.array(weights.astype(X.dtype)), target.array(centers))
+    options = dict(rows_per_block=37, previous_labels=None if previous is None else target.array(previous))
+    require_applies(entry, *args, **options)
+    result = entry.function(*args, xp=target.xp, **options)
     np.testing.assert_array_equal(to_numpy(result.labels), to_numpy(expected.labels))
     sums, expected_sums = to_numpy(result.sums), to_numpy(expected.sums)
     assert sums.dtype == np.float64 and sums.shape == expected_sums.shape

@@ -9,7 +9,7 @@ from kgpu._assign import SQEUCLIDEAN
 from kgpu._init import plusplus_step_reference
 
 from .._helpers import to_numpy
-from ._contract import native_implementations
+from ._contract import native_implementations, require_applies
 from ._data import DTYPES, blobs, compute_dtype, weights_for
 
 IMPLEMENTATIONS = native_implementations("plusplus_step")
@@ -21,13 +21,13 @@ CASES = [(150, 4, 7), (130, 11, 37), (9, 3, 5), (40, 1, 3)]
 CASE_IDS = ["plain", "m11-d37", "n-below-tile", "m1"]
 
 
-def _step(function, target, X, candidate_rows, closest, weights):
+def _step(function, target, X, candidate_rows, closest, weights, entry=None):
     X_t = target.array(X)
-    x_sq_norms = target.xp.sum(X_t * X_t, axis=1)
-    return function(
-        X_t, target.array(X[candidate_rows]), target.array(closest), target.array(weights), xp=target.xp,
-        metric=SQEUCLIDEAN, power=1.0, x_sq_norms=x_sq_norms, rows_per_block=23,
-    )
+    args = (X_t, target.array(X[candidate_rows]), target.array(closest), target.array(weights))
+    options = dict(metric=SQEUCLIDEAN, power=1.0, x_sq_norms=target.xp.sum(X_t * X_t, axis=1), rows_per_block=23)
+    if entry is not None:
+        require_applies(entry, *args, **options)
+    return function(*args, xp=target.xp, **options)
 
 
 def _problem(n_rows, n_candidates, n_features, dtype, seed=0):
@@ -45,7 +45,7 @@ def _problem(n_rows, n_candidates, n_features, dtype, seed=0):
 def test_matches_reference(backend, entry, target, dtype, case, weighting):
     X, candidate_rows, closest = _problem(*case, dtype)
     weights = weights_for(X.shape[0], weighting)
-    result = _step(entry.function, target, X, candidate_rows, closest, weights)
+    result = _step(entry.function, target, X, candidate_rows, closest, weights, entry)
     reference_X = X.astype(compute_dtype(dtype))
     expected = _step(plusplus_step_reference, target, reference_X, candidate_rows, closest, weights)
 
@@ -66,6 +66,6 @@ def test_matches_reference(backend, entry, target, dtype, case, weighting):
 def test_repeated_candidate_ties_go_to_the_first(backend, entry, target):
     X, _, closest = _problem(60, 3, 4, "float64")
     candidate_rows = np.array([17, 5, 5, 17])
-    result = _step(entry.function, target, X, candidate_rows, closest, weights_for(60, "uniform"))
+    result = _step(entry.function, target, X, candidate_rows, closest, weights_for(60, "uniform"), entry)
     expected = _step(plusplus_step_reference, target, X, candidate_rows, closest, weights_for(60, "uniform"))
     assert int(result.best) == int(expected.best) < 2

@@ -12,7 +12,7 @@ import pytest
 from kgpu._segment import segment_median_reference
 
 from .._helpers import to_numpy
-from ._contract import native_implementations
+from ._contract import native_implementations, require_applies
 from ._data import DTYPES
 
 IMPLEMENTATIONS = native_implementations("segment_median")
@@ -47,11 +47,14 @@ def _weights(kind, n_rows, seed=1):
     return weights
 
 
-def _run(function, target, values, labels, n_segments, weights):
-    return to_numpy(function(
+def _run(function, target, values, labels, n_segments, weights, entry=None):
+    args = (
         target.array(values), target.array(labels), n_segments,
-        None if weights is None else target.array(weights.astype(values.dtype)), xp=target.xp,
-    ))
+        None if weights is None else target.array(weights.astype(values.dtype)),
+    )
+    if entry is not None:
+        require_applies(entry, *args)
+    return to_numpy(function(*args, xp=target.xp))
 
 
 # Every dtype unweighted; the weighted rules in float32 and float64 (the
@@ -67,7 +70,7 @@ COMBINATIONS = [(dtype, "none") for dtype in DTYPES] + [
 def test_matches_reference(backend, entry, target, dtype, case, weighting):
     values, labels = _problem(*case, dtype)
     weights = _weights(weighting, case[0])
-    result = _run(entry.function, target, values, labels, case[1], weights)
+    result = _run(entry.function, target, values, labels, case[1], weights, entry)
     expected = _run(segment_median_reference, target, values, labels, case[1], weights)
     assert result.dtype == values.dtype and result.shape == (case[1], case[2])
     np.testing.assert_array_equal(result, expected)
@@ -78,7 +81,7 @@ def test_even_count_takes_the_midpoint_and_zero_weight_rows_are_never_chosen(bac
     values = np.array([[1.0], [2.0], [10.0], [20.0], [-5.0], [100.0]])
     labels = np.array([0, 0, 0, 0, 1, 1])
     weights = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 0.0])
-    result = _run(entry.function, target, values, labels, 3, weights)
+    result = _run(entry.function, target, values, labels, 3, weights, entry)
     np.testing.assert_array_equal(result, [[6.0], [-5.0], [0.0]])
 
 
@@ -86,6 +89,6 @@ def test_even_count_takes_the_midpoint_and_zero_weight_rows_are_never_chosen(bac
 def test_extreme_values(backend, entry, target):
     values = np.array([[-1e300], [1e300], [3.0], [-np.finfo(np.float64).max], [np.finfo(np.float64).max]])
     labels = np.array([0, 0, 0, 1, 1])
-    result = _run(entry.function, target, values, labels, 2, None)
+    result = _run(entry.function, target, values, labels, 2, None, entry)
     expected = _run(segment_median_reference, target, values, labels, 2, None)
     np.testing.assert_array_equal(result, expected)

@@ -9,7 +9,7 @@ do everything else in one compiled pass over that chunk: the running argmin,
 the changed-label count, the exact distance to the chosen center and the
 per-cluster float64 sums.
 
-Measured on 2 AVX-512 cores (``bench/numba_kernels.py``), a fully fused loop
+Measured on 2 AVX-512 cores (``bench/numba_crossover.py``), a fully fused loop
 (scores computed in numba, no BLAS) was slower than BLAS tile plus fused
 epilogue at every shape tried, from ``k * d = 6`` to ``k * d = 32768``: the
 loop cannot keep a row of scores in registers without reassociating sums

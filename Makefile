@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 # machines pip fetches it from PyPI.
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test bench gpu-check clean
+.PHONY: demo test bench notebook gpu-check clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test: $(VENV)/.kgpu-test-installed
 
 bench: $(VENV)/.kgpu-test-installed
 	$(PY) bench/compare.py
+
+# Re-run the benchmark notebook at full size and store it with its outputs.
+notebook: $(VENV)/.kgpu-test-installed
+	$(PY) notebooks/execute.py --size full
 
 # The GPU run: tests, cases A and B, KMedians, MiniBatchKMeans, k-means++,
 # peers and rooflines, in under 8 minutes on one H100/H200; writes

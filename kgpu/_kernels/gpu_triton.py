@@ -423,7 +423,8 @@ def cluster_sums(
     sorted_labels, order = torch.sort(labels, stable=True)
     bounds = torch.searchsorted(sorted_labels, torch.arange(n_centers + 1, device=X.device, dtype=labels.dtype))
     starts = bounds[:-1].contiguous()
-    counts = (bounds[1:] - bounds[:-1]).contiguous()
+    # int32 loop bounds inside the kernel (fewer than 2**31 rows per cluster).
+    counts = (bounds[1:] - bounds[:-1]).to(torch.int32).contiguous()
     n_rows = X.shape[0]
     # Enough programs to fill the GPU when clusters have about n / k rows each.
     n_slices = max(1, min(triton.cdiv(4 * _multiprocessors(X.device), n_centers), triton.cdiv(n_rows, 64)))
@@ -468,7 +469,7 @@ def segment_medians(values: torch.Tensor, labels: torch.Tensor, n_segments: int,
     sorted_labels, order = torch.sort(labels, stable=True)
     bounds = torch.searchsorted(sorted_labels, torch.arange(n_segments + 1, device=values.device, dtype=labels.dtype))
     starts = bounds[:-1].contiguous()
-    counts = (bounds[1:] - bounds[:-1]).contiguous()
+    counts = (bounds[1:] - bounds[:-1]).to(torch.int32).contiguous()
     rows_by_segment = values.index_select(0, order).to(acc).contiguous()
     weights_by_segment = None if weights is None else weights.index_select(0, order).to(torch.float64).contiguous()
     out = torch.empty((n_segments, n_features), dtype=acc, device=values.device)
@@ -652,48 +653,60 @@ def _check_problem(device: Any, dtype=torch.float32):
     return X.to(dtype).to(device), weights.to(dtype).to(device), centers.to(dtype).to(device)
 
 
+#: Self-checks run in both float dtypes: a kernel must compile for each.
+_CHECK_DTYPES = (torch.float32, torch.float64)
+
+
 def _self_check_lloyd(xp: Any, device: Any) -> bool:
     import array_api_compat.torch as xp_torch
 
-    X, weights, centers = _check_problem(torch.device(str(device)))
-    ours = lloyd_step_triton(X, weights, centers, xp=xp_torch, rows_per_block=64)
-    reference = assign_and_accumulate_reference(X, weights, centers, xp=xp_torch, rows_per_block=64)
-    return bool(
-        torch.equal(ours.labels, reference.labels)
-        and torch.allclose(ours.sums, reference.sums, rtol=1e-5)
-        and torch.allclose(ours.weights, reference.weights, rtol=1e-5)
-    )
+    for dtype in _CHECK_DTYPES:
+        X, weights, centers = _check_problem(torch.device(str(device)), dtype)
+        ours = lloyd_step_triton(X, weights, centers, xp=xp_torch, rows_per_block=64)
+        reference = assign_and_accumulate_reference(X, weights, centers, xp=xp_torch, rows_per_block=64)
+        if not (
+            torch.equal(ours.labels, reference.labels)
+            and torch.allclose(ours.sums, reference.sums, rtol=1e-5)
+            and torch.allclose(ours.weights, reference.weights, rtol=1e-5)
+        ):
+            return False
+    return True
 
 
 def _self_check_assign(xp: Any, device: Any) -> bool:
     import array_api_compat.torch as xp_torch
 
-    X, _, centers = _check_problem(torch.device(str(device)))
-    for metric in (SQEUCLIDEAN, Metric("manhattan", 1.0)):
-        ours = assign_triton(X, centers, xp=xp_torch, metric=metric)
-        reference = assign_reference(X, centers, xp=xp_torch, metric=metric)
-        if not (torch.equal(ours.labels, reference.labels) and torch.allclose(ours.min_dist, reference.min_dist, rtol=1e-4, atol=1e-5)):
-            return False
+    for dtype in _CHECK_DTYPES:
+        X, _, centers = _check_problem(torch.device(str(device)), dtype)
+        for metric in (SQEUCLIDEAN, Metric("manhattan", 1.0), Metric("minkowski", 3.0)):
+            ours = assign_triton(X, centers, xp=xp_torch, metric=metric)
+            reference = assign_reference(X, centers, xp=xp_torch, metric=metric)
+            close = torch.allclose(ours.min_dist, reference.min_dist, rtol=1e-4, atol=1e-5)
+            if not (torch.equal(ours.labels, reference.labels) and close):
+                return False
     return True
 
 
 def _self_check_plusplus(xp: Any, device: Any) -> bool:
     import array_api_compat.torch as xp_torch
 
-    X, weights, _ = _check_problem(torch.device(str(device)))
-    weights64 = weights.to(torch.float64)
-    closest = ((X - X[0]) ** 2).sum(dim=1).to(torch.float64)
-    candidates = X[torch.tensor([3, 40, 77, 120], device=X.device)]
-    options = dict(metric=SQEUCLIDEAN, power=1.0, x_sq_norms=(X * X).sum(dim=1), rows_per_block=64)
-    ours = plusplus_step_triton(X, candidates, closest, weights64, xp=xp_torch, **options)
-    reference = plusplus_step_reference(X, candidates, closest, weights64, xp=xp_torch, **options)
-    # The reference expands ||x||^2 - 2 x.c + ||c||^2 in float32; the kernel
-    # sums (x - c)^2: they may differ by a few float32 ulps of ||x||^2.
-    scale = float((X.to(torch.float64) ** 2).sum(dim=1).max())
-    return bool(
-        int(ours.best) == int(reference.best)
-        and torch.allclose(ours.closest_cost, reference.closest_cost, rtol=1e-5, atol=1e-6 * scale)
-    )
+    for dtype in _CHECK_DTYPES:
+        X, weights, _ = _check_problem(torch.device(str(device)), dtype)
+        weights64 = weights.to(torch.float64)
+        closest = ((X - X[0]) ** 2).sum(dim=1).to(torch.float64)
+        candidates = X[torch.tensor([3, 40, 77, 120], device=X.device)]
+        options = dict(metric=SQEUCLIDEAN, power=1.0, x_sq_norms=(X * X).sum(dim=1), rows_per_block=64)
+        ours = plusplus_step_triton(X, candidates, closest, weights64, xp=xp_torch, **options)
+        reference = plusplus_step_reference(X, candidates, closest, weights64, xp=xp_torch, **options)
+        # The reference expands ||x||^2 - 2 x.c + ||c||^2 in the data's dtype;
+        # the kernel sums (x - c)^2: they may differ by a few ulps of ||x||^2.
+        scale = float((X.to(torch.float64) ** 2).sum(dim=1).max())
+        if not (
+            int(ours.best) == int(reference.best)
+            and torch.allclose(ours.closest_cost, reference.closest_cost, rtol=1e-5, atol=1e-6 * scale)
+        ):
+            return False
+    return True
 
 
 def _self_check_median(xp: Any, device: Any) -> bool:
@@ -701,15 +714,16 @@ def _self_check_median(xp: Any, device: Any) -> bool:
 
     from .._segment import segment_median_reference
 
-    X, weights, _ = _check_problem(torch.device(str(device)))
-    labels = torch.arange(X.shape[0], device=X.device) % 6  # segment 5 stays empty
-    labels[labels == 5] = 4
-    integer_weights = torch.round(weights * 2)
-    for segment_weights in (None, integer_weights):
-        ours = segment_median_triton(X, labels, 6, segment_weights, xp=xp_torch)
-        reference = segment_median_reference(X, labels, 6, segment_weights, xp=xp_torch)
-        if not torch.equal(ours, reference):
-            return False
+    for dtype in _CHECK_DTYPES:
+        X, weights, _ = _check_problem(torch.device(str(device)), dtype)
+        labels = torch.arange(X.shape[0], device=X.device) % 6  # segment 5 stays empty
+        labels[labels == 5] = 4
+        integer_weights = torch.round(weights * 2)
+        for segment_weights in (None, integer_weights):
+            ours = segment_median_triton(X, labels, 6, segment_weights, xp=xp_torch)
+            reference = segment_median_reference(X, labels, 6, segment_weights, xp=xp_torch)
+            if not torch.equal(ours, reference):
+                return False
     return True
 
 

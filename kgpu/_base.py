@@ -20,6 +20,7 @@ from ._progress import chain_callbacks, progress_bar
 from ._segment import segment_weight
 
 from ._backend import backend_name, device_of, move_to, namespace_of, resolve_compute
+from ._scale import Frame, fit_frame, frame_of_centers, frame_view, is_translation_invariant, metric_power
 from ._stream import StreamedRows, should_stream
 from ._validation import check_data, check_positive_int, check_sample_weight, is_dask_array
 
@@ -99,9 +100,9 @@ class CentroidEstimatorMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
 
             return predict_labels(self, X)
         placement = self._place(X, reset=False, streamable=True)
+        X_work, centers, _ = self._in_working_frame(placement)
         assignment = assign(
-            placement.X, self._centers_on(placement), xp=placement.xp,
-            metric=self._objective_metric(), budget_mib=self.working_memory,
+            X_work, centers, xp=placement.xp, metric=self._objective_metric(), budget_mib=self.working_memory,
         )
         return placement.to_input(assignment.labels)
 
@@ -122,11 +123,10 @@ class CentroidEstimatorMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
 
             return transform(self, X)
         placement = self._place(X, reset=False, streamable=True)
-        distances = distance_matrix(
-            placement.X, self._centers_on(placement), xp=placement.xp,
-            metric=self._transform_metric(), budget_mib=self.working_memory,
-        )
-        return placement.to_input(distances)
+        X_work, centers, frame = self._in_working_frame(placement)
+        metric = self._transform_metric()
+        distances = distance_matrix(X_work, centers, xp=placement.xp, metric=metric, budget_mib=self.working_memory)
+        return placement.to_input(frame.restore_distances(distances, metric_power(metric)))
 
     def fit_transform(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
         """Fit, then return :meth:`transform` of ``X``."""
@@ -144,11 +144,47 @@ class CentroidEstimatorMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             return score(self, X, sample_weight)
         placement = self._place(X, reset=False, streamable=True)
         weights = self._place_weights(sample_weight, placement)
-        assignment = assign(
-            placement.X, self._centers_on(placement), xp=placement.xp,
-            metric=self._objective_metric(), budget_mib=self.working_memory,
-        )
-        return -weighted_sum(assignment.min_dist, weights, xp=placement.xp)
+        X_work, centers, frame = self._in_working_frame(placement)
+        metric = self._objective_metric()
+        assignment = assign(X_work, centers, xp=placement.xp, metric=metric, budget_mib=self.working_memory)
+        return -frame.restore_distances(weighted_sum(assignment.min_dist, weights, xp=placement.xp), metric_power(metric))
+
+    # --------------------------------------------------- working frame
+    def _fit_working_frame(self, X_fit: Any, sample_weight: Any, *, xp: Any, center: bool = True) -> Frame:
+        """The working frame of a fit (see :mod:`kgpu._scale`), kept for ``predict``.
+
+        The origin is the weighted mean of ``X_fit`` (none when ``center`` is
+        False or the objective's metric depends on the origin); the scale is a
+        power of two.
+        """
+        center = center and is_translation_invariant(self._objective_metric())
+        frame = fit_frame(X_fit, sample_weight, xp=xp, center=center, budget_mib=self.working_memory)
+        self._working_frame = frame.to_host()
+        return frame
+
+    def _in_working_frame(self, placement: Placement) -> tuple[Any, Any, Frame]:
+        """``(X, centers, frame)``: the rows (read lazily) and the fitted centers in the fit's working frame.
+
+        Computing relative to the fit's origin keeps the digits float32 would
+        lose far from zero, so ``predict(X)`` equals ``labels_``; a model
+        whose fit kept no frame uses the centers' mean and scale.
+        """
+        xp = placement.xp
+        centers = self._centers_on(placement)
+        frame = self._stored_frame(placement, centers)
+        X_work = frame_view(placement.X, frame, xp=xp, device=placement.device)
+        return X_work, frame.apply(centers), frame
+
+    def _stored_frame(self, placement: Placement, centers: Any) -> Frame:
+        xp = placement.xp
+        stored = getattr(self, "_working_frame", None)
+        if stored is None or (stored[0] is not None and stored[0].shape != (centers.shape[1],)):
+            return frame_of_centers(centers, xp=xp, center=is_translation_invariant(self._objective_metric()))
+        origin_host, exponent = stored
+        origin = None
+        if origin_host is not None:
+            origin = xp.astype(move_to(origin_host, xp, placement.device), centers.dtype)
+        return Frame(origin, exponent)
 
     # ------------------------------------------------------------ init
     def _resolve_n_init(self) -> int:

@@ -53,14 +53,16 @@ class Accumulation(NamedTuple):
         ``sum(w_i * x_i)`` over the rows of each cluster.
     weights : array of shape (k,), float64
         ``sum(w_i)`` over the rows of each cluster.
-    n_changed : int
-        Rows whose label differs from ``previous_labels`` (-1 when none were given).
+    n_changed : 0-d int64 array or None
+        Rows whose label differs from ``previous_labels`` (``None`` when none
+        were given). It stays on the device: the caller copies it to the host
+        together with the other per-iteration scalars, in one sync.
     """
 
     labels: Any
     sums: Any
     weights: Any
-    n_changed: int = -1
+    n_changed: Any = None
 
 
 def itemsize(X: Any, xp: Any) -> int:
@@ -294,14 +296,15 @@ def assign_and_accumulate_reference(
     # Every block writes its own rows: no concatenation pass afterwards.
     labels = xp.empty((n_rows,), dtype=xp.int64, device=device_of(sample_weight))
 
-    def one_block(start: int, stop: int) -> tuple[Any, Any, int]:
+    def one_block(start: int, stop: int) -> tuple[Any, Any, Any]:
         x_block = X[start:stop, :]
         weight_block = sample_weight[start:stop]
         labels_block = nearest_centers(x_block, operand, xp=xp)
         labels[start:stop] = labels_block
-        n_changed = -1
+        n_changed = None
         if previous_labels is not None:
-            n_changed = int(xp.count_nonzero(labels_block != previous_labels[start:stop]))
+            # A device scalar: converting it here would cost one host sync per block.
+            n_changed = xp.astype(xp.count_nonzero(labels_block != previous_labels[start:stop]), xp.int64)
         sums = xp.astype(segment_sum(x_block, labels_block, n_clusters, weight_block, xp=xp), xp.float64)
         if is_homogeneous:
             # The column of ones sums to the weight of each cluster.
@@ -314,7 +317,11 @@ def assign_and_accumulate_reference(
     for block_sums, block_weights, _ in parts[1:]:
         sums = sums + block_sums
         weights = weights + block_weights
-    n_changed = -1 if previous_labels is None else sum(part[2] for part in parts)
+    n_changed = None
+    if previous_labels is not None:
+        n_changed = parts[0][2]
+        for part in parts[1:]:
+            n_changed = n_changed + part[2]
     return Accumulation(labels, sums, weights, n_changed)
 
 
@@ -332,16 +339,24 @@ def weighted_inertia(
     xp: Any,
     rows_per_block: int | None = None,
 ) -> float:
-    """``sum(w_i * ||x_i - c[label_i]||^2)``, computed exactly (no expansion), as a float."""
+    """``sum(w_i * ||x_i - c[label_i]||^2)``, computed exactly (no expansion), as a float.
+
+    The per-block partial sums stay on the device and are added in block
+    order, so the result costs one host sync whatever the number of blocks.
+    """
     n_rows, n_features = X.shape
     if rows_per_block is None:
         rows_per_block = assignment_block_rows(n_rows, 1, n_features, itemsize(X, xp), xp)
 
-    def one_block(start: int, stop: int) -> float:
+    def one_block(start: int, stop: int) -> Any:
         dist = sq_distance_to_own_center(X[start:stop, :], centers, labels[start:stop], xp=xp)
-        return weighted_sum(dist, sample_weight[start:stop], xp=xp)
+        return xp.sum(xp.astype(dist, xp.float64) * xp.astype(sample_weight[start:stop], xp.float64))
 
-    return float(sum(map_blocks(one_block, row_blocks(n_rows, rows_per_block), xp)))
+    parts = map_blocks(one_block, row_blocks(n_rows, rows_per_block), xp)
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return float(total)
 
 
 def _concat(parts: list, xp: Any) -> Any:

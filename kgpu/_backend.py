@@ -64,15 +64,78 @@ def is_host(xp: Any, device: Any = None) -> bool:
     return False
 
 
-def to_numpy(x: Any) -> np.ndarray:
-    """Copy (or view) any supported array as a NumPy array on the host."""
+def to_host(x: Any) -> np.ndarray:
+    """Copy (or view) any supported array as a NumPy array in host memory.
+
+    This is the one way data leaves a device: every host copy in kgpu goes
+    through it, so the copies can be counted (tests/test_syncs.py) and none
+    is made implicitly by ``np.asarray`` on a device array, which CuPy and
+    ``array_api_strict`` on a non-default device refuse. The array is first
+    moved with the standard's ``to_device`` (``.get()`` for CuPy), then
+    viewed through DLPack.
+    """
     if isinstance(x, np.ndarray):
         return x
+    return _copy_to_host(x)
+
+
+#: The name most of the package already uses for :func:`to_host`.
+to_numpy = to_host
+
+
+def _copy_to_host(x: Any) -> np.ndarray:
     if aac.is_cupy_array(x):
         return x.get()
     if aac.is_torch_array(x):
         return x.detach().cpu().numpy()
+    if type(x).__module__.startswith("array_api_strict"):
+        import array_api_strict
+
+        cpu = array_api_strict.Device("CPU_DEVICE")
+        if x.device != cpu:
+            x = x.to_device(cpu)
+        return np.from_dlpack(x)
     return np.asarray(x)
+
+
+def host_scalars(*values: Any, xp: Any) -> list:
+    """Several 0-d device arrays as Python floats, in one host copy.
+
+    Loops that must look at a few device scalars per iteration (a center
+    shift, a count of changed labels, an "any cluster empty" flag) pack them
+    here so that the iteration costs one device-to-host sync, not one per
+    scalar. ``None`` entries pass through as ``None``.
+
+    Parameters
+    ----------
+    *values : 0-d arrays of ``xp`` (numeric or bool) or None
+    xp : namespace
+
+    Returns
+    -------
+    list of float or None, one per value
+    """
+    present = [value for value in values if value is not None]
+    if not present:
+        return [None] * len(values)
+    packed = xp.concat([xp.reshape(xp.astype(value, xp.float64), (1,)) for value in present])
+    host = iter(to_host(packed).tolist())
+    return [None if value is None else next(host) for value in values]
+
+
+def from_host(host: Any, xp: Any, device: Any = None) -> Any:
+    """A host (NumPy) array as an array of ``xp`` on ``device``: the way data enters a device.
+
+    The counterpart of :func:`to_host`; small host results (random draws,
+    chosen indices) go back to the device through it.
+    """
+    host = np.asarray(host)
+    if not host.flags.writeable and backend_name(xp) == "torch":
+        # torch would share a read-only buffer (and warn); a tensor must own writable memory.
+        host = host.copy()
+    if device is None:
+        return xp.asarray(host)
+    return xp.asarray(host, device=device)
 
 
 def move_to(x: Any, xp: Any, device: Any = None) -> Any:
@@ -92,14 +155,7 @@ def move_to(x: Any, xp: Any, device: Any = None) -> Any:
             return xp.from_dlpack(x)
         except Exception:  # noqa: BLE001 - fall back to the always-working host route
             pass
-    host = to_numpy(x)
-    if not host.flags.writeable and backend_name(xp) == "torch":
-        # torch would share a read-only buffer (and warn); kgpu never writes
-        # to it, but a tensor must own writable memory.
-        host = host.copy()
-    if device is None:
-        return xp.asarray(host)
-    return xp.asarray(host, device=device)
+    return from_host(to_host(x), xp, device)
 
 
 def _same_device(a: Any, b: Any) -> bool:

@@ -8,15 +8,118 @@ the device; only scalars and the few chosen indices cross to the host.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._backend import device_of, to_numpy
+from ._backend import device_of, from_host, to_host, to_numpy
 from ._blocks import block_rows, map_blocks, row_blocks
 from ._distances import Metric, blockwise_row_sq_norms, distance_bytes_per_row, pairwise_distances, row_sq_norms
 from ._stream import StreamedRows, take_rows
 from ._segment import segment_sum, segment_weight
+from ._kernels.dispatch import ANY_BACKEND, call, register
+
+
+class PlusPlusStep(NamedTuple):
+    """Outcome of one greedy "++" step over every row.
+
+    Attributes
+    ----------
+    best : 0-d int64 array
+        Position (in ``candidates``) of the candidate that lowers the potential most.
+    potential : 0-d float64 array
+        ``sum(w_i * min(closest_cost_i, D(x_i, best)^power))``.
+    closest_cost : array of shape (n,), float64
+        Every row's cost once that candidate is added.
+    """
+
+    best: Any
+    potential: Any
+    closest_cost: Any
+
+
+def plusplus_step(
+    X: Any,
+    candidates: Any,
+    closest_cost: Any,
+    weights64: Any,
+    *,
+    xp: Any,
+    metric: Metric,
+    power: float,
+    x_sq_norms: Any,
+    rows_per_block: int,
+) -> PlusPlusStep:
+    """One greedy "++" update of the closest costs (operation ``"plusplus_step"``).
+
+    Runs the implementation the kernel table picks for ``xp``
+    (:mod:`kgpu._kernels.dispatch`); :func:`plusplus_step_reference` is the
+    array-API reference, documented there.
+    """
+    return call(
+        "plusplus_step", X, candidates, closest_cost, weights64, xp=xp, metric=metric, power=power,
+        x_sq_norms=x_sq_norms, rows_per_block=rows_per_block,
+    )
+
+
+@register("plusplus_step", ANY_BACKEND, name="array-api")
+def plusplus_step_reference(
+    X: Any,
+    candidates: Any,
+    closest_cost: Any,
+    weights64: Any,
+    *,
+    xp: Any,
+    metric: Metric,
+    power: float,
+    x_sq_norms: Any,
+    rows_per_block: int,
+) -> PlusPlusStep:
+    """One greedy "++" step: the candidate that lowers the potential most, and the new costs.
+
+    Parameters
+    ----------
+    X : array of shape (n, d)
+    candidates : array of shape (m, d)
+        The rows drawn this step.
+    closest_cost : array of shape (n,), float64
+        ``D(x_i)^power`` to the closest seed so far.
+    weights64 : array of shape (n,), float64
+    xp : namespace
+    metric : Metric
+    power : float
+        Exponent applied to the distances.
+    x_sq_norms : array of shape (n,) or None
+        ``||x||^2`` of the rows (Euclidean metrics).
+    rows_per_block : int
+
+    Returns
+    -------
+    PlusPlusStep
+        Everything stays on the device: the step makes no host sync. Ties
+        between candidates go to the first drawn.
+    """
+    euclidean = metric.name in ("sqeuclidean", "euclidean")
+    candidate_norms = row_sq_norms(candidates, xp=xp) if euclidean else None
+
+    def one_block(start: int, stop: int) -> Any:
+        distances = pairwise_distances(
+            X[start:stop, :], candidates, metric, xp=xp,
+            x_sq_norms=x_sq_norms[start:stop] if euclidean else None, center_sq_norms=candidate_norms,
+        )
+        distances = xp.astype(distances, xp.float64)
+        if power != 1:
+            distances = distances**power
+        return xp.minimum(closest_cost[start:stop, None], distances)
+
+    parts = map_blocks(one_block, row_blocks(X.shape[0], rows_per_block), xp)
+    costs = xp.concat(parts, axis=0) if len(parts) > 1 else parts[0]
+    potentials = xp.sum(costs * weights64[:, None], axis=0)
+    best = xp.argmin(potentials)
+    best_column = xp.reshape(xp.astype(best, xp.int64), (1,))
+    return PlusPlusStep(
+        best, xp.take(potentials, best_column)[0], xp.take(costs, best_column, axis=1)[:, 0]
+    )
 
 
 def _host_probabilities(sample_weight: Any) -> np.ndarray:
@@ -139,20 +242,8 @@ def plusplus_indices(
         distances = xp.astype(distances, xp.float64)
         return distances if power == 1 else distances**power
 
-    def candidate_costs(candidate_ids: np.ndarray) -> tuple[Any, Any]:
-        """Every row's cost ``(n, m)`` if each candidate were added, and their potentials ``(m,)``."""
-        candidates = take_rows(X, candidate_ids, xp=xp)
-        norms = row_sq_norms(candidates, xp=xp) if euclidean else None
-
-        def one_block(start: int, stop: int) -> Any:
-            return xp.minimum(closest_cost[start:stop, None], block_distances(candidates, norms, start, stop))
-
-        parts = map_blocks(one_block, blocks, xp)
-        costs = xp.concat(parts, axis=0) if len(parts) > 1 else parts[0]
-        return costs, xp.sum(costs * weights64[:, None], axis=0)
-
-    def streamed_step(candidate_ids: np.ndarray) -> tuple[Any, int, float]:
-        """:func:`candidate_costs` without the ``(n, m)`` matrix, for data streamed from the host.
+    def streamed_step(candidate_ids: np.ndarray, closest_cost: Any) -> tuple[Any, int, float]:
+        """:func:`plusplus_step` without the ``(n, m)`` matrix, for data streamed from the host.
 
         One pass sums the potentials block by block; a second recomputes the
         same block distances and keeps the winner's column, so the costs are
@@ -180,31 +271,47 @@ def plusplus_indices(
         map_blocks(keep_best, blocks, xp)
         return kept, best, float(potentials[best])
 
-    indices = np.empty(n_clusters, dtype=np.int64)
-    indices[0] = random_state.choice(n_samples, p=_host_probabilities(sample_weight))
-    first = take_rows(X, indices[:1], xp=xp)
+    first_index = random_state.choice(n_samples, p=_host_probabilities(sample_weight))
+    first = take_rows(X, np.asarray([first_index], dtype=np.int64), xp=xp)
     first_norms = row_sq_norms(first, xp=xp) if euclidean else None
     parts = map_blocks(lambda start, stop: block_distances(first, first_norms, start, stop)[:, 0], blocks, xp)
     closest_cost = xp.concat(parts) if len(parts) > 1 else parts[0]
-    current_potential = float(xp.sum(closest_cost * weights64))
     # Out-of-core data must not meet an (n, n_local_trials) matrix on the device.
     streamed = isinstance(X, StreamedRows)
+    if streamed:
+        # One host round trip per step: the rows come from the host anyway.
+        indices = np.empty(n_clusters, dtype=np.int64)
+        indices[0] = first_index
+        current_potential = float(xp.sum(closest_cost * weights64))
+        for c in range(1, n_clusters):
+            thresholds = random_state.uniform(size=n_local_trials) * current_potential
+            cumulative = xp.cumulative_sum(weights64 * closest_cost)
+            candidate_ids = xp.searchsorted(cumulative, xp.asarray(thresholds, dtype=xp.float64, device=device))
+            del cumulative
+            candidate_ids = np.minimum(to_numpy(candidate_ids).astype(np.int64), n_samples - 1)
+            closest_cost, best, current_potential = streamed_step(candidate_ids, closest_cost)
+            indices[c] = candidate_ids[best]
+        return indices
 
-    for c in range(1, n_clusters):
-        thresholds = random_state.uniform(size=n_local_trials) * current_potential
+    # The potential, the draws and the chosen indices stay on the device: a
+    # step costs no host sync, and the indices cross once at the end. The
+    # uniform numbers are still drawn on the host, in scikit-learn's order.
+    current_potential = xp.sum(closest_cost * weights64)
+    chosen = [from_host(np.asarray([first_index], dtype=np.int64), xp, device)]
+    for _ in range(1, n_clusters):
+        thresholds = from_host(random_state.uniform(size=n_local_trials), xp, device) * current_potential
         cumulative = xp.cumulative_sum(weights64 * closest_cost)
-        candidate_ids = xp.searchsorted(cumulative, xp.asarray(thresholds, dtype=xp.float64, device=device))
+        candidate_ids = xp.astype(xp.searchsorted(cumulative, thresholds), xp.int64)
         del cumulative  # one n-vector fewer alive during the next pass
-        candidate_ids = np.minimum(to_numpy(candidate_ids).astype(np.int64), n_samples - 1)
-        if streamed:
-            closest_cost, best, current_potential = streamed_step(candidate_ids)
-        else:
-            costs, potentials = candidate_costs(candidate_ids)
-            best = int(xp.argmin(potentials))
-            current_potential = float(potentials[best])
-            closest_cost = costs[:, best]
-        indices[c] = candidate_ids[best]
-    return indices
+        # A threshold rounding up past the last cumulative sum picks the last row.
+        candidate_ids = xp.where(candidate_ids < n_samples, candidate_ids, xp.full_like(candidate_ids, n_samples - 1))
+        step = plusplus_step(
+            X, xp.take(X, candidate_ids, axis=0), closest_cost, weights64, xp=xp, metric=metric, power=power,
+            x_sq_norms=x_sq_norms, rows_per_block=rows_per_block,
+        )
+        closest_cost, current_potential = step.closest_cost, step.potential
+        chosen.append(xp.take(candidate_ids, xp.reshape(xp.astype(step.best, xp.int64), (1,))))
+    return to_host(xp.concat(chosen)).astype(np.int64)
 
 
 def forgy_indices(n_samples: int, n_clusters: int, sample_weight: Any, random_state: np.random.RandomState) -> np.ndarray:

@@ -23,7 +23,7 @@ from typing import Any, Callable, NamedTuple
 
 from sklearn.utils import check_random_state
 
-from ._backend import device_of
+from ._backend import device_of, host_scalars
 from ._assign import assign, assignment_block_rows, itemsize, weighted_sum
 from ._base import CentroidEstimatorMixin, fitted_backend_name, warn_if_fewer_distinct_clusters
 from ._blocks import map_blocks, row_blocks
@@ -31,7 +31,7 @@ from ._distances import Metric, check_metric
 from ._empty import relocate_empty_labels
 from ._init import forgy_indices, plusplus_indices, take_rows
 from ._progress import check_progress
-from ._segment import segment_median, segment_weight
+from ._segment import _informative_weights as informative_weights, segment_median, segment_weight
 from ._validation import check_n_clusters, check_non_negative_float, check_positive_int
 
 #: The metric of K-Medians.
@@ -106,6 +106,8 @@ def median_lloyd(
     """
     n_clusters = centers_init.shape[0]
     centers = centers_init
+    # Equal weights give plain medians: decided once, not on every iteration.
+    median_weights = informative_weights(sample_weight, xp=xp)
     labels_old = None
     strict_convergence = False
     history: list[MedianIteration] = []
@@ -115,17 +117,23 @@ def median_lloyd(
         labels, distances = assign(X, centers, xp=xp, metric=MANHATTAN, rows_per_block=rows_per_block, budget_mib=budget_mib)
         cluster_weights = segment_weight(labels, n_clusters, sample_weight, xp=xp)
         n_reseeded = 0
+        # Host sync 1 of 2 per iteration: re-seeding must happen before the medians.
         if bool(xp.any(cluster_weights <= 0)):
             labels, reseeded, _ = relocate_empty_labels(labels, cluster_weights, distances, sample_weight, xp=xp)
             n_reseeded = int(reseeded.size)
             if n_reseeded:
                 cluster_weights = segment_weight(labels, n_clusters, sample_weight, xp=xp)
-        medians = segment_median(X, labels, n_clusters, sample_weight, xp=xp, budget_mib=budget_mib)
+        medians = segment_median(X, labels, n_clusters, median_weights, xp=xp, budget_mib=budget_mib)
         # A cluster with no weight even after re-seeding keeps its center.
         new_centers = xp.where((cluster_weights > 0)[:, None], medians, centers)
-        center_shift = float(xp.sum(xp.abs(xp.astype(new_centers, xp.float64) - xp.astype(centers, xp.float64))))
+        # Host sync 2 of 2: the shift and the changed labels cross together.
+        center_shift, n_changed = host_scalars(
+            xp.sum(xp.abs(xp.astype(new_centers, xp.float64) - xp.astype(centers, xp.float64))),
+            None if labels_old is None else xp.sum(xp.astype(labels != labels_old, xp.int64)),
+            xp=xp,
+        )
         centers = new_centers
-        n_changed = labels.shape[0] if labels_old is None else int(xp.sum(xp.astype(labels != labels_old, xp.int64)))
+        n_changed = labels.shape[0] if labels_old is None else int(n_changed)
         record = MedianIteration(n_iter, center_shift, n_changed, n_reseeded, time.perf_counter() - started)
         history.append(record)
         if on_iteration is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, NamedTuple
 
+from ._backend import host_scalars
 from ._assign import assign, assign_and_accumulate, weighted_inertia, weighted_sum
 from ._blocks import row_blocks
 from ._distances import sq_distance_to_own_center
@@ -95,10 +96,22 @@ def lloyd(
             design, sample_weight, centers, xp=xp, rows_per_block=rows_per_block, previous_labels=labels_old
         )
         labels, sums, weights = step.labels, step.sums, step.weights
-        new_centers = _centers_from_sums(X, sample_weight, centers, labels, sums, weights, xp=xp, rows_per_block=rows_per_block)
-        center_shift = float(xp.sum((new_centers - centers) ** 2))
+        new_centers = _means(X, centers, sums, weights, xp=xp)
+        # What the host must see this iteration (center shift, changed labels,
+        # whether a cluster is empty) crosses in one small copy: one sync per
+        # iteration whatever the number of row blocks.
+        shift, n_changed, any_empty = host_scalars(
+            xp.sum((new_centers - centers) ** 2),
+            step.n_changed,
+            xp.any(weights <= 0),
+            xp=xp,
+        )
+        if any_empty:
+            new_centers = _centers_from_sums(X, sample_weight, centers, labels, sums, weights, xp=xp, rows_per_block=rows_per_block)
+            shift = float(xp.sum((new_centers - centers) ** 2))
+        center_shift = shift
         centers = new_centers
-        n_changed = labels.shape[0] if labels_old is None else step.n_changed
+        n_changed = labels.shape[0] if labels_old is None else int(n_changed)
         record = IterationRecord(n_iter, center_shift, n_changed, time.perf_counter() - started)
         history.append(record)
         if on_iteration is not None:
@@ -126,6 +139,11 @@ def _centers_from_sums(X, sample_weight, centers, labels, sums, weights, *, xp, 
         sums, weights, still_empty = relocate_empty_clusters(
             X, sample_weight, labels, point_cost, sums, weights, xp=xp
         )
+    return _means(X, centers, sums, weights, xp=xp)
+
+
+def _means(X, centers, sums, weights, *, xp):
+    """Weighted means ``sums / weights``; a cluster without weight keeps its center."""
     safe_weights = xp.where(weights > 0, weights, xp.ones_like(weights))
     means = xp.astype(sums / safe_weights[:, None], X.dtype)
     # A cluster with no weight even after relocation keeps its previous center.

@@ -1,0 +1,474 @@
+"""Fused NumPy-backend kernels compiled with numba, registered in the kernel table.
+
+The array-API references read the data several times per iteration: a GEMM
+into a ``(b, k)`` score block, an argmin over it, a comparison with the
+previous labels, a gather for the distance to the chosen center, then a
+segmented sum. These kernels keep the one step BLAS is good at, the score
+tile of a chunk of rows (one GEMM, computed while the chunk is in cache), and
+do everything else in one compiled pass over that chunk: the running argmin,
+the changed-label count, the exact distance to the chosen center and the
+per-cluster float64 sums.
+
+Measured on 2 AVX-512 cores (``bench/numba_kernels.py``), a fully fused loop
+(scores computed in numba, no BLAS) was slower than BLAS tile plus fused
+epilogue at every shape tried, from ``k * d = 6`` to ``k * d = 32768``: the
+loop cannot keep a row of scores in registers without reassociating sums
+(``fastmath`` is off, for reproducible results), while the BLAS micro-kernel
+does. So every Euclidean kernel here takes the tile-plus-epilogue path.
+
+Parallelism and determinism: the kernels are plain ``nogil`` functions run on
+kgpu's thread pool (:func:`kgpu._blocks.map_blocks`, BLAS held to one thread
+per worker), the same pool every NumPy kernel uses; a second thread pool
+(numba's own) would only fight it for the cores. Rows are cut into chunks
+whose size depends on the problem's shape only (:func:`chunk_rows`), never on
+the number of threads; every chunk writes its own float64 partial sums, which
+are then added in chunk order. The result is the same bits on 1 thread or 64.
+
+Ties go to the lowest center index (a strict ``<`` in the running argmin), as
+with ``argmin`` in the references.
+
+Every kernel is registered for the ``"numpy"`` backend with a ``self_check``
+(agreement with the reference on a small problem) and an ``applies`` guard
+(NumPy float32 / float64 arrays of the expected layout; anything else runs the
+reference). ``KGPU_FAST=0`` turns them all off.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+from .._assign import Accumulation, Assignment, SQEUCLIDEAN, assign_and_accumulate_reference, assign_reference
+from .._blocks import map_blocks, row_blocks
+from .._distances import Metric, homogeneous
+from .._segment import _informative_weights, segment_median_reference
+from .dispatch import register
+
+#: Bytes of one chunk's rows plus its score tile: about an L2 cache.
+CHUNK_BYTES = 8 * 2**20
+
+#: Bounds on the rows of one chunk (a power of two in between).
+MIN_CHUNK_ROWS, MAX_CHUNK_ROWS = 1024, 16384
+
+#: Upper bound on the float64 partial sums held at once, in bytes: chunks are
+#: run in rounds whose partials are added (in chunk order) before the next.
+PARTIALS_BUDGET_BYTES = 64 * 2**20
+
+_FLOATS = (np.float32, np.float64)
+
+
+# ---------------------------------------------------------------- compiled loops
+
+
+@njit(fastmath=False, cache=True, nogil=True)
+def _lloyd_epilogue(X, weights, scores, n_features, start, previous, part, labels):
+    """Argmin, changed count and float64 weighted sums of the rows ``start : start + len(scores)``.
+
+    ``scores[r, j]`` is ``||c_j||^2 - 2 x.c_j`` for row ``start + r``.
+    ``part`` is ``(k, d + 1)``: the weighted sums, then the weights in the last
+    column. Returns the number of rows whose label differs from ``previous``
+    (0 when ``previous`` is empty).
+    """
+    n_clusters = scores.shape[1]
+    part[:, :] = 0.0
+    n_changed = 0
+    for r in range(scores.shape[0]):
+        i = start + r
+        best = 0
+        best_score = scores[r, 0]
+        for j in range(1, n_clusters):
+            if scores[r, j] < best_score:
+                best_score = scores[r, j]
+                best = j
+        labels[i] = best
+        if previous.shape[0] > 0 and previous[i] != best:
+            n_changed += 1
+        weight = np.float64(weights[i])
+        for f in range(n_features):
+            part[best, f] += weight * X[i, f]
+        part[best, n_features] += weight
+    return n_changed
+
+
+@njit(fastmath=False, cache=True, nogil=True)
+def _assign_epilogue(X, centers, scores, start, labels, min_dist):
+    """Argmin of each row's scores and the exact ``||x - c||^2`` to the chosen center."""
+    n_clusters, n_features = centers.shape
+    for r in range(scores.shape[0]):
+        i = start + r
+        best = 0
+        best_score = scores[r, 0]
+        for j in range(1, n_clusters):
+            if scores[r, j] < best_score:
+                best_score = scores[r, j]
+                best = j
+        labels[i] = best
+        total = min_dist.dtype.type(0)
+        for f in range(n_features):
+            gap = X[i, f] - centers[best, f]
+            total += gap * gap
+        min_dist[i] = total
+
+
+@njit(fastmath=False, cache=True, nogil=True)
+def _assign_minkowski(X, centers_t, p, start, stop, labels, min_dist):
+    """Nearest center of rows ``start:stop`` under the Minkowski distance of order ``p``.
+
+    ``centers_t`` is ``(d, k)`` float64, so the inner loop runs over centers
+    (vectorised without reordering any sum). ``p == 1`` is L1, ``p == inf``
+    Chebyshev. Distances are accumulated in float64, feature by feature.
+    """
+    n_features, n_clusters = centers_t.shape
+    is_l1 = p == 1.0
+    is_max = p == np.inf
+    distances = np.empty(n_clusters, dtype=np.float64)
+    for i in range(start, stop):
+        distances[:] = 0.0
+        for f in range(n_features):
+            value = np.float64(X[i, f])
+            for j in range(n_clusters):
+                gap = abs(value - centers_t[f, j])
+                if is_l1:
+                    distances[j] += gap
+                elif is_max:
+                    distances[j] = max(distances[j], gap)
+                else:
+                    distances[j] += gap**p
+        best = 0
+        best_distance = distances[0]
+        for j in range(1, n_clusters):
+            if distances[j] < best_distance:
+                best_distance = distances[j]
+                best = j
+        labels[i] = best
+        if is_l1 or is_max:
+            min_dist[i] = best_distance
+        else:
+            min_dist[i] = best_distance ** (1.0 / p)
+
+
+@njit(fastmath=False, cache=True, nogil=True)
+def _segment_medians(grouped, starts, ends, grouped_weights, first_task, last_task, medians):
+    """Weighted medians for tasks ``first_task:last_task`` of (segment, column), rows grouped by segment.
+
+    Each task copies one column of one segment, sorts it (argsort when
+    weighted), and stores the midpoint of the lower and upper weighted
+    medians. ``grouped_weights`` is empty when the medians are unweighted.
+    """
+    n_columns = grouped.shape[1]
+    weighted = grouped_weights.shape[0] > 0
+    for task in range(first_task, last_task):
+        segment = task // n_columns
+        column = task - segment * n_columns
+        start = starts[segment]
+        count = ends[segment] - start
+        if count == 0:
+            continue
+        column_values = grouped[start : start + count, column].copy()
+        if not weighted:
+            column_values.sort()
+            medians[segment, column] = (column_values[(count - 1) // 2] + column_values[count // 2]) / 2
+            continue
+        segment_weights = grouped_weights[start : start + count]
+        total = 0.0
+        for i in range(count):
+            total += segment_weights[i]
+        if not total > 0:
+            continue
+        order = np.argsort(column_values, kind="mergesort")
+        half = total / 2
+        running = 0.0
+        lower = -1
+        upper = count - 1
+        for position in range(count):
+            running += segment_weights[order[position]]
+            if lower < 0 and not running < half:
+                lower = position
+            if running > half:
+                upper = position
+                break
+        if lower < 0:
+            lower = count - 1
+        medians[segment, column] = (column_values[order[lower]] + column_values[order[upper]]) / 2
+
+
+# ---------------------------------------------------------------- shape rules
+
+
+def chunk_rows(n_clusters: int, n_features: int, itemsize: int) -> int:
+    """Rows per chunk: a power of two whose rows and score tile fill about :data:`CHUNK_BYTES`.
+
+    Depends on the shape only, so the summation order does too.
+    """
+    rows = CHUNK_BYTES // ((n_features + 1 + n_clusters) * itemsize)
+    rows = 1 << max(0, int(rows).bit_length() - 1)
+    return int(min(MAX_CHUNK_ROWS, max(MIN_CHUNK_ROWS, rows)))
+
+
+def _chunk_rounds(n_rows: int, rows_per_chunk: int, n_clusters: int, n_features: int) -> list[list[tuple[int, int]]]:
+    """Chunks ``(start, stop)`` grouped in rounds whose float64 partials fit :data:`PARTIALS_BUDGET_BYTES`."""
+    per_round = max(1, PARTIALS_BUDGET_BYTES // (n_clusters * (n_features + 1) * 8))
+    chunks = row_blocks(n_rows, rows_per_chunk)
+    return [chunks[first : first + per_round] for first in range(0, len(chunks), per_round)]
+
+
+def _operand(centers: np.ndarray, dtype: Any) -> np.ndarray:
+    """``[-2 c^T; ||c||^2]``, C-contiguous ``(d + 1, k)``: as :func:`kgpu._distances.homogeneous_operand`."""
+    centers = np.asarray(centers, dtype=dtype)
+    operand = np.empty((centers.shape[1] + 1, centers.shape[0]), dtype=dtype)
+    operand[:-1] = -2 * centers.T
+    operand[-1] = np.einsum("ij,ij->i", centers, centers)
+    return operand
+
+
+def _scores(x_chunk: np.ndarray, operand: np.ndarray) -> np.ndarray:
+    """``||c||^2 - 2 x.c`` for a chunk of plain or homogeneous rows: one GEMM."""
+    if x_chunk.shape[1] == operand.shape[0]:
+        return x_chunk @ operand
+    scores = x_chunk @ operand[:-1]
+    scores += operand[-1]
+    return scores
+
+
+def _is_float_matrix(X: Any) -> bool:
+    return isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype.type in _FLOATS and X.flags.c_contiguous
+
+
+# ---------------------------------------------------------------- lloyd_step
+
+
+def _lloyd_step_applies(X: Any, sample_weight: Any, centers: Any, **_: Any) -> bool:
+    return (
+        _is_float_matrix(X)
+        and isinstance(sample_weight, np.ndarray)
+        and sample_weight.shape == (X.shape[0],)
+        and isinstance(centers, np.ndarray)
+        and centers.ndim == 2
+        and centers.shape[0] >= 1
+        and X.shape[1] in (centers.shape[1], centers.shape[1] + 1)
+    )
+
+
+def lloyd_step_numba(
+    X: np.ndarray,
+    sample_weight: np.ndarray,
+    centers: np.ndarray,
+    *,
+    xp: Any,
+    rows_per_block: int,
+    previous_labels: Any = None,
+) -> Accumulation:
+    """Fused Lloyd E-step and M-step sums; same contract as
+    :func:`kgpu._assign.assign_and_accumulate_reference`.
+
+    Each chunk: one GEMM for its scores, then :func:`_lloyd_epilogue`.
+    ``rows_per_block`` is accepted for the common signature; the chunks have a
+    fixed size (:func:`chunk_rows`), so the result does not depend on it.
+    """
+    n_rows = X.shape[0]
+    n_clusters, n_features = centers.shape
+    operand = _operand(centers, X.dtype)
+    weights = np.ascontiguousarray(sample_weight)
+    labels = np.empty(n_rows, dtype=np.int64)
+    if previous_labels is None:
+        previous = np.empty(0, dtype=np.int64)
+    else:
+        previous = np.ascontiguousarray(previous_labels, dtype=np.int64)
+    totals = np.zeros((n_clusters, n_features + 1), dtype=np.float64)
+    n_changed = 0
+    rows_per_chunk = chunk_rows(n_clusters, n_features, X.dtype.itemsize)
+    for chunks in _chunk_rounds(n_rows, rows_per_chunk, n_clusters, n_features):
+        partials = np.empty((len(chunks), n_clusters, n_features + 1), dtype=np.float64)
+        first_row = chunks[0][0]
+
+        def one_chunk(start: int, stop: int) -> int:
+            scores = _scores(X[start:stop], operand)
+            part = partials[(start - first_row) // rows_per_chunk]
+            return _lloyd_epilogue(X, weights, scores, n_features, start, previous, part, labels)
+
+        n_changed += sum(map_blocks(one_chunk, chunks, np))
+        # Chunk order, whichever thread computed each chunk.
+        for part in partials:
+            totals += part
+    return Accumulation(
+        labels,
+        totals[:, :n_features].copy(),
+        totals[:, n_features].copy(),
+        n_changed if previous_labels is not None else -1,
+    )
+
+
+def _lloyd_step_self_check(xp: Any, device: Any) -> bool:
+    rng = np.random.default_rng(0)
+    ok = True
+    for dtype, n_clusters, n_features in ((np.float64, 3, 4), (np.float32, 70, 40)):
+        X = rng.standard_normal((2 * MIN_CHUNK_ROWS + 37, n_features)).astype(dtype)
+        weights = rng.uniform(0.5, 2.0, X.shape[0]).astype(dtype)
+        centers = X[:n_clusters].copy()
+        previous = rng.integers(0, n_clusters, X.shape[0])
+        for rows in (X, homogeneous(X, xp=xp)):
+            got = lloyd_step_numba(rows, weights, centers, xp=xp, rows_per_block=500, previous_labels=previous)
+            want = assign_and_accumulate_reference(
+                rows, weights, centers, xp=xp, rows_per_block=500, previous_labels=previous
+            )
+            ok = ok and np.array_equal(got.labels, want.labels) and int(got.n_changed) == int(want.n_changed)
+            tolerance = 1e-10 if dtype == np.float64 else 1e-4
+            ok = ok and np.allclose(got.sums, want.sums, rtol=tolerance, atol=tolerance)
+            ok = ok and np.allclose(got.weights, want.weights, rtol=tolerance, atol=tolerance)
+    return bool(ok)
+
+
+register("lloyd_step", "numpy", name="numba", self_check=_lloyd_step_self_check, applies=_lloyd_step_applies)(
+    lloyd_step_numba
+)
+
+
+# ---------------------------------------------------------------- assign
+
+
+def _assign_applies(X: Any, centers: Any, *, metric: Metric = SQEUCLIDEAN, **_: Any) -> bool:
+    if not (_is_float_matrix(X) and isinstance(centers, np.ndarray) and centers.ndim == 2):
+        return False
+    if centers.shape[0] < 1 or X.shape[0] < 1:
+        return False
+    if metric.name in ("sqeuclidean", "euclidean"):
+        return X.shape[1] in (centers.shape[1], centers.shape[1] + 1)
+    return metric.name in ("manhattan", "minkowski") and X.shape[1] == centers.shape[1]
+
+
+def assign_numba(
+    X: np.ndarray,
+    centers: np.ndarray,
+    *,
+    xp: Any,
+    metric: Metric = SQEUCLIDEAN,
+    rows_per_block: int | None = None,
+    budget_mib: float | None = None,
+) -> Assignment:
+    """Nearest center and the distance to it; same contract as :func:`kgpu._assign.assign_reference`.
+
+    Euclidean metrics: a GEMM per chunk for the scores (rows may be
+    homogeneous ``[x, 1]``), then :func:`_assign_epilogue`. L1 and Minkowski:
+    :func:`_assign_minkowski`, accumulated in float64 and rounded once to the
+    data's dtype. ``rows_per_block`` and ``budget_mib`` are accepted for the
+    common signature; chunks have a fixed size.
+    """
+    n_rows = X.shape[0]
+    n_clusters, n_features = centers.shape
+    labels = np.empty(n_rows, dtype=np.int64)
+    min_dist = np.empty(n_rows, dtype=X.dtype)
+    centers_work = np.ascontiguousarray(centers, dtype=X.dtype)
+    rows_per_chunk = chunk_rows(n_clusters, n_features, X.dtype.itemsize)
+    if metric.name in ("sqeuclidean", "euclidean"):
+        operand = _operand(centers_work, X.dtype)
+
+        def one_chunk(start: int, stop: int) -> None:
+            _assign_epilogue(X, centers_work, _scores(X[start:stop], operand), start, labels, min_dist)
+
+        map_blocks(one_chunk, row_blocks(n_rows, rows_per_chunk), np)
+        if metric.name == "euclidean":
+            np.sqrt(min_dist, out=min_dist)
+    else:
+        centers_t = np.ascontiguousarray(centers_work.T, dtype=np.float64)
+        p = float(metric.p)
+
+        def one_chunk(start: int, stop: int) -> None:
+            _assign_minkowski(X, centers_t, p, start, stop, labels, min_dist)
+
+        map_blocks(one_chunk, row_blocks(n_rows, rows_per_chunk), np)
+    return Assignment(labels, min_dist)
+
+
+def _assign_self_check(xp: Any, device: Any) -> bool:
+    rng = np.random.default_rng(1)
+    ok = True
+    for dtype in (np.float64, np.float32):
+        X = rng.standard_normal((MIN_CHUNK_ROWS + 11, 5)).astype(dtype)
+        centers = X[:4].copy()
+        metrics = (SQEUCLIDEAN, Metric("euclidean", 2.0), Metric("manhattan", 1.0), Metric("minkowski", 3.0))
+        for metric in metrics:
+            got = assign_numba(X, centers, xp=xp, metric=metric)
+            want = assign_reference(X, centers, xp=xp, metric=metric)
+            ok = ok and np.array_equal(got.labels, want.labels)
+            tolerance = 1e-4 if dtype == np.float32 else 1e-10
+            ok = ok and np.allclose(got.min_dist, want.min_dist, rtol=tolerance, atol=tolerance)
+    return bool(ok)
+
+
+register("assign", "numpy", name="numba", self_check=_assign_self_check, applies=_assign_applies)(assign_numba)
+
+
+# ---------------------------------------------------------------- segment_median
+
+
+def _segment_median_applies(values: Any, labels: Any, n_segments: int, weights: Any = None, **_: Any) -> bool:
+    return (
+        _is_float_matrix(values)
+        and isinstance(labels, np.ndarray)
+        and labels.shape == (values.shape[0],)
+        and (weights is None or isinstance(weights, np.ndarray))
+    )
+
+
+def segment_median_numba(
+    values: np.ndarray,
+    labels: np.ndarray,
+    n_segments: int,
+    weights: Any = None,
+    *,
+    xp: Any,
+    budget_mib: float | None = None,
+) -> np.ndarray:
+    """Weighted median of every column within each segment; same contract and rule as
+    :func:`kgpu._segment.segment_median_reference`.
+
+    One stable grouping of the rows by segment; then, for every (segment,
+    column), one sort of that column of that segment (small, in cache) and a
+    compiled pass for the lower and upper weighted medians. The tasks run on
+    kgpu's thread pool.
+    """
+    weights = _informative_weights(weights, xp=xp)
+    n_rows, n_columns = values.shape
+    medians = np.zeros((n_segments, n_columns), dtype=values.dtype)
+    if n_rows == 0 or n_columns == 0 or n_segments == 0:
+        return medians
+    labels = np.asarray(labels, dtype=np.int64)
+    counts = np.bincount(labels, minlength=n_segments)
+    ends = np.cumsum(counts)
+    starts = ends - counts
+    by_segment = np.argsort(labels, kind="stable")
+    grouped = values[by_segment]
+    if weights is None:
+        grouped_weights = np.empty(0, dtype=np.float64)
+    else:
+        grouped_weights = np.asarray(weights, dtype=np.float64)[by_segment]
+    n_tasks = n_segments * n_columns
+    # About 64 tasks per thread-pool job (fewer when the segments are long).
+    tasks_per_job = max(1, min(64, (1 << 16) * n_columns // max(1, n_rows)))
+
+    def some_tasks(first: int, last: int) -> None:
+        _segment_medians(grouped, starts, ends, grouped_weights, first, last, medians)
+
+    map_blocks(some_tasks, row_blocks(n_tasks, tasks_per_job), np)
+    return medians
+
+
+def _segment_median_self_check(xp: Any, device: Any) -> bool:
+    rng = np.random.default_rng(2)
+    ok = True
+    for dtype in (np.float64, np.float32):
+        values = rng.standard_normal((301, 3)).astype(dtype)
+        labels = rng.integers(0, 5, 301)
+        labels[labels == 3] = 2  # one empty segment
+        for weights in (None, rng.integers(0, 4, 301).astype(dtype)):
+            got = segment_median_numba(values, labels, 5, weights, xp=xp)
+            want = segment_median_reference(values, labels, 5, weights, xp=xp)
+            ok = ok and np.array_equal(got, want)
+    return bool(ok)
+
+
+register(
+    "segment_median", "numpy", name="numba", self_check=_segment_median_self_check, applies=_segment_median_applies
+)(segment_median_numba)

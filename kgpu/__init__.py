@@ -5,7 +5,7 @@ and any namespace array-api-compat wraps, behind scikit-learn's estimator API.
 """
 
 from ._backend import best_backend
-from ._kmeans import KMeans, kmeans_plusplus
+from ._kmeans import KMeans, k_means, kmeans_plusplus
 from ._kmedians import KMedians
 from ._kmedoids import KMedoids
 from ._minibatch import MiniBatchKMeans
@@ -15,4 +15,4 @@ from . import metrics, plot, select
 
 __version__ = "0.1.0"
 
-__all__ = ["KMeans", "kmeans_plusplus", "KMedians", "KMedoids", "MiniBatchKMeans", "BisectingKMeans", "quantize_colors", "best_backend", "metrics", "plot", "select", "__version__"]
+__all__ = ["KMeans", "k_means", "kmeans_plusplus", "KMedians", "KMedoids", "MiniBatchKMeans", "BisectingKMeans", "quantize_colors", "best_backend", "metrics", "plot", "select", "__version__"]

@@ -218,10 +218,17 @@ class CentroidEstimatorMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
     def _check_centers(self, centers: Any, placement: Placement, n_clusters: int, what: str) -> Any:
         """Initial centers given by the user, validated and moved to the compute namespace."""
         centers = check_data(centers)
-        if tuple(centers.shape) != (n_clusters, self.n_features_in_):
+        # scikit-learn's wording (which its tests match), then kgpu's detail.
+        expected = f"expected (n_clusters, n_features) = ({n_clusters}, {self.n_features_in_}) for centers given by {what}"
+        if centers.shape[0] != n_clusters:
             raise ValueError(
-                f"The shape of the initial centers given by {what} {tuple(centers.shape)} "
-                f"does not match (n_clusters, n_features) = ({n_clusters}, {self.n_features_in_})."
+                f"The shape of the initial centers {tuple(centers.shape)} does not match "
+                f"the number of clusters {n_clusters}: {expected}."
+            )
+        if centers.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"The shape of the initial centers {tuple(centers.shape)} does not match "
+                f"the number of features of the data {self.n_features_in_}: {expected}."
             )
         centers = move_to(centers, placement.xp, placement.device)
         return placement.xp.astype(centers, placement.X.dtype)

@@ -23,6 +23,7 @@ from ._blocks import map_blocks, row_blocks
 from ._distances import homogeneous, homogeneous_operand
 from ._scale import IDENTITY, Frame, frame_view
 from ._kmeans import KMeans, mean_feature_variance, weighted_mean
+from ._elkan import check_algorithm, hamerly
 from ._lloyd import assign_cost_to_current, lloyd
 from ._minibatch import SEEDING_METHODS, seed_centers, take_host_ids
 from ._progress import check_progress
@@ -127,6 +128,7 @@ def bisect(
     center_rows: bool,
     xp: Any,
     budget_mib: float | None = None,
+    algorithm: str = "lloyd",
 ) -> Split:
     """Split the rows ``X`` in two by Lloyd's 2-means, best of ``n_init`` seedings.
 
@@ -150,6 +152,9 @@ def bisect(
     xp : namespace
     budget_mib : float or None
         Memory budget of one distance block.
+    algorithm : {"lloyd", "elkan"}
+        The 2-means iterations: :func:`kgpu._lloyd.lloyd` or
+        :func:`kgpu._elkan.hamerly` (same result).
 
     Returns
     -------
@@ -168,7 +173,8 @@ def bisect(
     best = None
     for _ in range(n_init):
         centers = seed(X_work, seed_weight, offset)
-        result = lloyd(design, sample_weight, centers, max_iter=max_iter, tol=absolute_tol, rows_per_block=rows_per_block, xp=xp)
+        iterate = hamerly if algorithm == "elkan" else lloyd
+        result = iterate(design, sample_weight, centers, max_iter=max_iter, tol=absolute_tol, rows_per_block=rows_per_block, xp=xp)
         if best is None or result.inertia < best.inertia * (1 - 1e-6):
             best = result
     point_cost = assign_cost_to_current(X_work, best.centers, best.labels, xp=xp, rows_per_block=rows_per_block)
@@ -318,6 +324,10 @@ class BisectingKMeans(KMeans):
     copy_x : bool, default=True
         Cluster each split's rows minus their weighted mean (better precision).
         The input is never modified either way.
+    algorithm : {"lloyd", "elkan"}, default="lloyd"
+        The 2-means iterations of every split: Lloyd's, or the same
+        iterations skipping the distances Hamerly's bounds rule out (see
+        :class:`kgpu.KMeans`). Same tree either way.
     bisecting_strategy : {"biggest_inertia", "largest_cluster"}, default="biggest_inertia"
         Which leaf to split next: the one of largest inertia (weighted sum of
         squared distances to its center), or the one of largest total weight
@@ -399,6 +409,7 @@ class BisectingKMeans(KMeans):
         verbose: int = 0,
         tol: float = 1e-4,
         copy_x: bool = True,
+        algorithm: str = "lloyd",
         bisecting_strategy: str = "biggest_inertia",
         backend: str | None = None,
         device: Any = None,
@@ -413,6 +424,7 @@ class BisectingKMeans(KMeans):
         self.verbose = verbose
         self.tol = tol
         self.copy_x = copy_x
+        self.algorithm = algorithm
         self.bisecting_strategy = bisecting_strategy
         self.backend = backend
         self.device = device
@@ -439,6 +451,8 @@ class BisectingKMeans(KMeans):
         n_init = check_positive_int(self.n_init, "n_init")
         max_iter = check_positive_int(self.max_iter, "max_iter")
         tol = check_non_negative_float(self.tol, "tol")
+        # Every split is a 2-means: never the single cluster check_algorithm warns about.
+        algorithm = check_algorithm(self.algorithm, 2, type(self).__name__)
         check_progress(self.progress)
         self._check_init_and_strategy()
         placement = self._place(X, reset=True)
@@ -470,7 +484,7 @@ class BisectingKMeans(KMeans):
                 split = bisect(
                     rows, weights, seed=self._seeder(placement, random_state, frame), n_init=n_init,
                     max_iter=max_iter, tol=tol, center_rows=bool(self.copy_x), xp=xp,
-                    budget_mib=self.working_memory,
+                    budget_mib=self.working_memory, algorithm=algorithm,
                 )
                 children = []
                 for side in (0, 1):

@@ -15,6 +15,7 @@ from ._distances import Metric, blockwise_row_sq_norms, check_metric
 from ._stream import working_copy
 from ._init import forgy_indices, kmeans_plusplus_indices, random_partition_centers, take_rows
 from ._init_parallel import kmeans_parallel_centers
+from ._elkan import check_algorithm, hamerly
 from ._lloyd import lloyd
 from ._progress import check_progress
 from ._scale import fit_frame
@@ -75,6 +76,16 @@ array-like of shape (n_clusters, n_features), default="k-means++"
     random_state : int, RandomState instance or None, default=None
         Seeds every random draw. Draws are made on the host, so a seed gives
         the same initial centers on every backend.
+    algorithm : {"lloyd", "elkan"}, default="lloyd"
+        ``"lloyd"``: every iteration computes all ``n * k`` distances.
+        ``"elkan"``: the same iterations (same labels, centers and
+        ``n_iter_``), skipping the distances the triangle inequality rules
+        out, with Hamerly's bounds (one upper and one lower bound per row, and
+        the half gap of each center to its nearest neighbour; :mod:`kgpu._elkan`).
+        It pays off when the clusters are well separated and ``k`` is not tiny;
+        it costs ``3n`` more numbers of memory and a ``k x k`` center distance
+        per iteration. A single cluster always uses ``"lloyd"`` (with a
+        warning), as in scikit-learn; Dask input always runs ``"lloyd"``.
     copy_x : bool, default=True
         Center the working copy of the data before clustering (better
         precision of the ``||x||^2 - 2x.c + ||c||^2`` expansion, as
@@ -160,6 +171,7 @@ array-like of shape (n_clusters, n_features), default="k-means++"
         verbose: int = 0,
         random_state: Any = None,
         copy_x: bool = True,
+        algorithm: str = "lloyd",
         backend: str | None = None,
         device: Any = None,
         working_memory: float | None = None,
@@ -173,6 +185,7 @@ array-like of shape (n_clusters, n_features), default="k-means++"
         self.verbose = verbose
         self.random_state = random_state
         self.copy_x = copy_x
+        self.algorithm = algorithm
         self.backend = backend
         self.device = device
         self.working_memory = working_memory
@@ -199,6 +212,7 @@ array-like of shape (n_clusters, n_features), default="k-means++"
         n_clusters = check_n_clusters(self.n_clusters)
         max_iter = check_positive_int(self.max_iter, "max_iter")
         tol = check_non_negative_float(self.tol, "tol")
+        algorithm = check_algorithm(self.algorithm, n_clusters, type(self).__name__)
         check_progress(self.progress)
         if is_dask_array(X):
             from ._dask import fit_kmeans
@@ -235,7 +249,8 @@ array-like of shape (n_clusters, n_features), default="k-means++"
                     centers = frame.apply(init_centers)
                 else:
                     centers = self._initial_centers(X, X_work, frame, sample_weight, n_clusters, random_state, x_sq_norms, placement)
-                result = lloyd(
+                iterate = hamerly if algorithm == "elkan" else lloyd
+                result = iterate(
                     design, sample_weight, centers, max_iter=max_iter, tol=absolute_tol,
                     rows_per_block=rows_per_block, xp=xp,
                     on_iteration=self._iteration_callback(bar, run, n_init),
@@ -384,7 +399,8 @@ def kmeans_plusplus(
         norms = xp.astype(move_to(_as_array(x_squared_norms), xp, compute_device), X_fit.dtype)
         if tuple(norms.shape) != (X_fit.shape[0],):
             raise ValueError(
-                f"x_squared_norms should be of shape ({X_fit.shape[0]},), got {tuple(norms.shape)}."
+                f"The length of x_squared_norms {tuple(norms.shape)} should be equal to "
+                f"the length of n_samples {X_fit.shape[0]}."
             )
     # Distances in the working frame (kgpu._scale): exact far from the origin
     # and at extreme magnitudes. ||x||^2 given by the caller are of the raw
@@ -398,8 +414,52 @@ def kmeans_plusplus(
     return move_to(centers, input_xp, input_device), move_to(xp.asarray(indices, device=compute_device), input_xp, input_device)
 
 
+def k_means(
+    X: Any,
+    n_clusters: int,
+    *,
+    sample_weight: Any = None,
+    return_n_iter: bool = False,
+    **params: Any,
+) -> tuple:
+    """K-Means in function form, like :func:`sklearn.cluster.k_means`.
+
+    Parameters
+    ----------
+    X : array-like of shape (n_samples, n_features)
+    n_clusters : int
+    sample_weight : array-like of shape (n_samples,), default=None
+    return_n_iter : bool, default=False
+        Also return the number of iterations of the best run.
+    **params :
+        Any other parameter of :class:`KMeans` (``init``, ``n_init``,
+        ``max_iter``, ``verbose``, ``tol``, ``random_state``, ``copy_x``,
+        ``algorithm``, ``backend``...).
+
+    Returns
+    -------
+    centers : array of shape (n_clusters, n_features)
+    labels : integer array of shape (n_samples,)
+    inertia : float
+    n_iter : int
+        Only when ``return_n_iter`` is True.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kgpu import k_means
+    >>> X = np.array([[1, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]], dtype=float)
+    >>> centers, labels, inertia = k_means(X, n_clusters=2, random_state=0)
+    >>> sorted(centers.tolist())
+    [[1.0, 2.0], [10.0, 2.0]]
+    """
+    estimator = KMeans(n_clusters=n_clusters, **params).fit(X, sample_weight=sample_weight)
+    result = (estimator.cluster_centers_, estimator.labels_, estimator.inertia_)
+    return (*result, estimator.n_iter_) if return_n_iter else result
+
+
 def _as_array(values: Any) -> Any:
     return values if is_array_api_obj(values) else np.asarray(values)
 
 
-__all__ = ["KMeans", "kmeans_plusplus"]
+__all__ = ["KMeans", "k_means", "kmeans_plusplus"]

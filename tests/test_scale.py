@@ -25,6 +25,7 @@ from ._helpers import asarray, assert_close, assert_equal, to_numpy
 
 ESTIMATORS = {
     "KMeans": lambda: KMeans(n_clusters=3, random_state=0),
+    "KMeans-elkan": lambda: KMeans(n_clusters=3, algorithm="elkan", random_state=0),
     "KMeans-random": lambda: KMeans(n_clusters=3, init="random", n_init=10, random_state=0),
     "MiniBatchKMeans": lambda: MiniBatchKMeans(n_clusters=3, n_init=3, random_state=0),
     "KMedians": lambda: KMedians(n_clusters=3, random_state=0),

@@ -32,7 +32,7 @@ from sklearn.utils import check_random_state
 from ._assign import assign, assignment_block_rows, itemsize, weighted_sum
 from ._backend import backend_name, device_of, is_array_api_obj, to_numpy
 from ._base import CentroidEstimatorMixin, fitted_backend_name, warn_if_fewer_distinct_clusters
-from ._blocks import block_rows, cpu_threads, map_blocks, row_blocks
+from ._blocks import PARALLEL_BLOCKS, block_rows, map_blocks, row_blocks
 from ._distances import Metric, check_metric, distance_bytes_per_row, pairwise_distances, row_sq_norms
 from ._empty import relocate_empty_labels
 from ._scale import metric_power
@@ -409,8 +409,10 @@ def fasterpam(
     is_medoid = np.zeros(n_rows, dtype=bool)
     is_medoid[medoids] = True
     # (batch, n) float64 temporaries: the distances, the correction and a few
-    # masks. On NumPy each core evaluates its own piece of a batch.
-    n_pieces = cpu_threads() if backend_name(xp) == "numpy" else 1
+    # masks. On NumPy the pool's cores evaluate pieces of a batch; their number
+    # is fixed, so that the batches (and the swaps found) do not depend on the
+    # machine's core count.
+    n_pieces = PARALLEL_BLOCKS if backend_name(xp) == "numpy" else 1
     largest_batch = n_pieces * block_rows(n_rows, n_rows * 8 * 6, xp, budget_mib)
     smallest_batch = min(16, largest_batch)
     batch = smallest_batch

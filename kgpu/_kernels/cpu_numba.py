@@ -296,7 +296,8 @@ def lloyd_step_numba(
         labels,
         totals[:, :n_features].copy(),
         totals[:, n_features].copy(),
-        n_changed if previous_labels is not None else -1,
+        # Accumulation's contract: a 0-d int64 array, None without previous labels.
+        np.asarray(n_changed, dtype=np.int64) if previous_labels is not None else None,
     )
 
 

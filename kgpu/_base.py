@@ -20,6 +20,7 @@ from ._progress import chain_callbacks, progress_bar
 from ._segment import segment_weight
 
 from ._backend import backend_name, device_of, move_to, namespace_of, resolve_compute
+from ._blocks import check_working_memory
 from ._scale import Frame, fit_frame, frame_of_centers, frame_view, is_translation_invariant, metric_power
 from ._stream import StreamedRows, should_stream
 from ._validation import check_data, check_positive_int, check_sample_weight, is_dask_array
@@ -216,8 +217,22 @@ class CentroidEstimatorMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         return n_init
 
     def _check_centers(self, centers: Any, placement: Placement, n_clusters: int, what: str) -> Any:
-        """Initial centers given by the user, validated and moved to the compute namespace."""
-        centers = check_data(centers)
+        """Initial centers given by the user, validated and moved to the compute namespace.
+
+        ``what`` names where they came from (``"init"``, ``"the init
+        callable"``), and every message says it.
+        """
+        if centers is None or isinstance(centers, (str, bytes)):
+            raise TypeError(
+                f"The initial centers given by {what} must be {self._explicit_init}; got {centers!r}."
+            )
+        try:
+            centers = check_data(centers)
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(
+                f"The initial centers given by {what} must be {self._explicit_init} of finite numbers; "
+                f"got {type(centers).__name__} {_short_repr(centers)}: {exc}"
+            ) from exc
         # scikit-learn's wording (which its tests match), then kgpu's detail.
         expected = f"expected (n_clusters, n_features) = ({n_clusters}, {self.n_features_in_}) for centers given by {what}"
         if centers.shape[0] != n_clusters:
@@ -266,6 +281,9 @@ class CentroidEstimatorMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         the compute device, stays on the host and is streamed block by block
         (:class:`kgpu._stream.StreamedRows`).
         """
+        # Checked before any work, so that a bad budget is named as such (not
+        # met later as an odd allocation size).
+        check_working_memory(getattr(self, "working_memory", None))
         X_valid = check_data(X, estimator=self, reset=reset, min_samples=min_samples)
         input_xp = namespace_of(X_valid)
         input_device = device_of(X_valid)
@@ -295,6 +313,11 @@ class CentroidEstimatorMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         tags.input_tags.sparse = False
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
+
+
+def _short_repr(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def warn_if_fewer_distinct_clusters(labels: Any, n_clusters: int, *, xp: Any) -> None:

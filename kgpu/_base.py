@@ -164,7 +164,10 @@ class CentroidEstimatorMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         return frame
 
     def _in_working_frame(self, placement: Placement) -> tuple[Any, Any, Frame]:
-        """``(X, centers, frame)``: the rows (read lazily) and the fitted centers in the fit's working frame.
+        """``(X, centers, frame)``: the rows and the fitted centers in the fit's working frame.
+
+        Streamed rows are transformed block by block as they are read; an
+        array in memory is transformed into a new array.
 
         Computing relative to the fit's origin keeps the digits float32 would
         lose far from zero, so ``predict(X)`` equals ``labels_``; a model
@@ -173,7 +176,12 @@ class CentroidEstimatorMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         xp = placement.xp
         centers = self._centers_on(placement)
         frame = self._stored_frame(placement, centers)
-        X_work = frame_view(placement.X, frame, xp=xp, device=placement.device)
+        if isinstance(placement.X, StreamedRows):
+            X_work = frame_view(placement.X, frame, xp=xp, device=placement.device)
+        else:
+            # A plain array, as the fit had: the same kernels (native ones
+            # included) run, so predict(X) and score(X) match the fit's bits.
+            X_work = frame.apply(placement.X)
         return X_work, frame.apply(centers), frame
 
     def _stored_frame(self, placement: Placement, centers: Any) -> Frame:

@@ -4,7 +4,9 @@ Each fit runs in its own subprocess: the libraries are imported and warmed
 up (a small fit compiles kgpu's kernels), the data is loaded, the peak
 resident set size is reset (``/proc/self/clear_refs``), and the fit's peak
 (``VmHWM``) less the resident size just before it is reported, in MiB and as a
-multiple of the data's size. Linux only. The machine may be shared: memory
+multiple of the data's size, beside the peak of the process's anonymous memory
+(``RssAnon``, sampled), which leaves out the page cache of a memory-mapped
+file. Linux only. The machine may be shared: memory
 figures are exact per process, the seconds are not.
 
     python bench/memory.py                                   # 2,000,000 x 32 float32, k=256, 20 iterations
@@ -44,13 +46,26 @@ else:
 warm = np.random.default_rng(1).normal(size=(5000, 8)).astype(np.float32)
 make(8, 3).fit(warm)  # imports, thread pools and compiled kernels exist before the measurement
 X = np.load(path, mmap_mode="r") if mode == "memmap" else np.load(path)
+import threading
+anonymous_peak = [status("RssAnon")]
+done = threading.Event()
+
+def sample():
+    # Anonymous memory (not the page cache of a memory-mapped file), sampled.
+    while not done.wait(0.005):
+        anonymous_peak[0] = max(anonymous_peak[0], status("RssAnon"))
+
 with open("/proc/self/clear_refs", "w") as clear:
     clear.write("5")  # reset the peak resident size
-before = status("VmRSS")
+before, anonymous_before = status("VmRSS"), status("RssAnon")
+sampler = threading.Thread(target=sample, daemon=True)
+sampler.start()
 started = time.perf_counter()
 make(n_clusters, iterations).fit(X)
 seconds = time.perf_counter() - started
-print(json.dumps({"added": status("VmHWM") - before, "seconds": seconds}))
+done.set()
+sampler.join()
+print(json.dumps({"added": status("VmHWM") - before, "anonymous": anonymous_peak[0] - anonymous_before, "seconds": seconds}))
 """
 
 
@@ -89,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         del X
         for library, mode in runs:
             measured = run_child("kgpu" if library == "kgpu" else "sklearn", path, mode, args.k, args.iterations, args.init)
-            rows.append((library, mode, measured["added"], measured["seconds"]))
+            rows.append((library, mode, measured["added"], measured["anonymous"], measured["seconds"]))
 
     lines = [
         f"Peak memory added by one K-Means fit: {args.n:,} x {args.d} float32 ({data_bytes / 2**20:.0f} MiB), "
@@ -97,14 +112,19 @@ def main(argv: list[str] | None = None) -> int:
         "",
         machine_description(),
         f"{datetime.date.today().isoformat()}: `python bench/memory.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
-        "Each fit in its own process; peak RSS (VmHWM, reset before the fit) less RSS before it. "
+        "Each fit in its own process. *fit added*: peak RSS (VmHWM, reset before the fit) less RSS before it; "
+        "for a memmap it counts the file's pages read into the page cache. *anonymous*: peak of the process's "
+        "own memory (RssAnon, sampled every 5 ms) less its value before the fit. "
         "Shared machine: the seconds are noisy, the memory is not.",
         "",
-        "| library | data | fit added (MiB) | x data size | seconds |",
-        "|---|---|---:|---:|---:|",
+        "| library | data | fit added (MiB) | x data size | anonymous (MiB) | x data size | seconds |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
-    for library, mode, added, seconds in rows:
-        lines.append(f"| {library} | {mode} | {added / 2**20:.0f} | {added / data_bytes:.2f} | {seconds:.1f} |")
+    for library, mode, added, anonymous, seconds in rows:
+        lines.append(
+            f"| {library} | {mode} | {added / 2**20:.0f} | {added / data_bytes:.2f} | "
+            f"{anonymous / 2**20:.0f} | {anonymous / data_bytes:.2f} | {seconds:.1f} |"
+        )
     table = "\n".join(lines) + "\n"
     print(table)
     if args.out:

@@ -18,7 +18,7 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from ._backend import cuda_available, move_to, resolve_compute, synchronize, torch_cuda_available
+from ._backend import cuda_available, move_to, resolve_compute, synchronize
 
 
 class Contender(NamedTuple):
@@ -62,11 +62,14 @@ def initial_centers(X: np.ndarray, n_clusters: int, random_state: int = 0) -> np
 
 
 def available_backends() -> list[str]:
-    """kgpu backends worth timing here: NumPy always, GPUs when present."""
+    """kgpu backends present here: NumPy always, CuPy with a GPU, PyTorch when installed.
+
+    PyTorch computes on its default device: CUDA when it sees one, else the CPU.
+    """
     names = ["numpy"]
     if cuda_available():
         names.append("cupy")
-    if torch_cuda_available():
+    if importlib.util.find_spec("torch") is not None:
         names.append("torch")
     return names
 
@@ -259,5 +262,7 @@ def publish(report: str, out: str | None = None) -> None:
     """Print a benchmark report, and write it to ``out`` too when given."""
     print(report)
     if out:
-        with open(out, "w") as handle:
-            handle.write(report + "\n")
+        from ._io import atomic_path
+
+        with atomic_path(out) as temporary:
+            temporary.write_text(report + "\n")

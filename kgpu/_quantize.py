@@ -197,10 +197,17 @@ def write_image(path: str | os.PathLike, quantized: QuantizedColors) -> Path:
     image.putpalette(quantized.palette.reshape(-1).tolist())
     if path.suffix.lower() not in _PALETTE_SUFFIXES:
         image = image.convert("RGB")
-    try:
-        image.save(path)
-    except (KeyError, ValueError) as exc:  # Pillow's "unknown file extension"
-        raise ValueError(f"{path}: cannot write this image format ({exc}).") from exc
+    image_format = Image.registered_extensions().get(path.suffix.lower())
+    if image_format is None:
+        raise ValueError(f"{path}: cannot write this image format (unknown file extension {path.suffix!r}).")
+    from ._io import atomic_path
+
+    # Through a temporary beside the target: a reader never sees half an image.
+    with atomic_path(path) as temporary:
+        try:
+            image.save(temporary, format=image_format)
+        except (KeyError, ValueError, OSError) as exc:
+            raise ValueError(f"{path}: cannot write this image format ({exc}).") from exc
     return path
 
 

@@ -4,12 +4,25 @@ Built on :mod:`argparse` (standard library: no extra dependency, and the
 ``--help`` of every subcommand is generated from the same definitions).
 Errors a user can fix are reported as one line on standard error with a
 non-zero exit status; ``--debug`` shows the traceback instead.
+
+Outputs never hurt inputs: an output path that is one of the command's input
+files is refused before any work (exit 2), every output location is checked
+for writing before the work starts, and files are written as temporaries
+moved into place at the end (:class:`kgpu._io.OutputFiles`), so an error,
+Ctrl-C (exit 130) or SIGTERM (exit 143) leaves no partial file and earlier
+files untouched.
+
+Nothing heavy (NumPy, the estimators, torch) is imported until a command
+needs it, so ``kgpu --version`` and ``--help`` start at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
+import os
+import signal
 import sys
 import time
 import warnings
@@ -34,10 +47,25 @@ DEFAULT_CHUNK_ROWS = 1_000_000
 
 #: Exit status for errors reported on one line (argparse uses 2 for usage errors).
 EXIT_ERROR = 1
+#: Exit statuses after SIGINT and SIGTERM (128 + the signal number, as shells report).
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
 class CommandError(Exception):
     """A problem with the command's arguments, reported as one line."""
+
+    exit_status = EXIT_ERROR
+
+
+class OutputOverwritesInput(CommandError):
+    """An output path naming one of the command's own inputs (a usage error)."""
+
+    exit_status = 2
+
+
+class Terminated(BaseException):
+    """Raised in the main thread on SIGTERM, so outputs in progress are cleaned up like on Ctrl-C."""
 
 
 # ------------------------------------------------------------------ parser
@@ -57,8 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     fit = commands.add_parser(
-        "fit", parents=[common], help="cluster a data file; write labels, centers and a summary",
-        description="Cluster DATA and write DIR/labels.npy, DIR/centers.npy and DIR/summary.json.",
+        "fit", parents=[common], help="cluster a data file; write labels, centers, a summary and a model",
+        description="Cluster DATA and write DIR/labels.npy, DIR/centers.npy, DIR/summary.json and "
+                    "DIR/model.kgpu (for 'kgpu predict --model').",
     )
     _add_data_arguments(fit)
     fit.add_argument("--k", type=int, default=8, help="number of clusters (default 8)")
@@ -66,23 +95,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend_argument(fit)
     fit.add_argument("--init", default=None,
                      help="initialisation method (e.g. k-means++, random), or a data file of initial centers")
-    fit.add_argument("--n-init", type=_n_init, default=None, help="restarts: an int or 'auto'")
+    fit.add_argument("--n-init", type=_n_init, default=None,
+                     help="restarts: an int, or 'auto' (the algorithm's own default)")
+    fit.add_argument("--metric", default=None,
+                     help="kmedoids: euclidean (default), sqeuclidean, manhattan, cosine, minkowski")
+    fit.add_argument("--p", type=float, default=None, help="kmedoids: order of the minkowski metric")
     fit.add_argument("--max-iter", type=int, default=None, help="most iterations per run")
     fit.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     fit.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS,
                      help=f"minibatch: stream files with more rows than this through partial_fit (default {DEFAULT_CHUNK_ROWS})")
     fit.add_argument("--epochs", type=int, default=1, help="minibatch streaming: passes over the file (default 1)")
-    fit.add_argument("--out", required=True, metavar="DIR", help="directory for labels.npy, centers.npy, summary.json")
+    fit.add_argument("--out", required=True, metavar="DIR",
+                     help="directory for labels.npy, centers.npy, summary.json and model.kgpu")
     fit.set_defaults(handler=run_fit)
 
     predict = commands.add_parser(
-        "predict", parents=[common], help="label every row with its nearest center",
-        description="Write the index of the nearest center of every row of DATA to OUT (.npy, int64).",
+        "predict", parents=[common], help="label every row with a fitted model or its nearest center",
+        description="Write the label of every row of DATA to OUT (.npy, int64): with --model, exactly as the "
+                    "fitted model labels it (the fit's labels on the fit's data); with --centers, the nearest center.",
     )
     _add_data_arguments(predict)
-    predict.add_argument("--centers", required=True, help="centers file (e.g. centers.npy written by 'kgpu fit')")
-    predict.add_argument("--metric", default="sqeuclidean",
-                         help="sqeuclidean (default), euclidean, manhattan, minkowski, cosine")
+    source = predict.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="model file written by 'kgpu fit' (DIR/model.kgpu) or kgpu.save")
+    source.add_argument("--centers", help="bare centers file (e.g. DIR/centers.npy): nearest center under --metric")
+    predict.add_argument("--metric", default=None,
+                         help="with --centers: sqeuclidean (default), euclidean, manhattan, minkowski, cosine")
     predict.add_argument("--p", type=float, default=None, help="order of the minkowski metric")
     _add_backend_argument(predict)
     predict.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS,
@@ -199,10 +236,11 @@ def _progress_setting(args: argparse.Namespace) -> Any:
     return False if args.quiet else "auto"
 
 
-def _load(args: argparse.Namespace) -> Any:
-    from ._io import load_matrix
+def _load(args: argparse.Namespace) -> tuple[Any, list[str] | None]:
+    """The data matrix of ``args.data`` and its column names (CSV header, Parquet), if any."""
+    from ._io import load_table
 
-    return load_matrix(args.data, key=args.key, columns=args.columns)
+    return load_table(args.data, key=args.key, columns=args.columns)
 
 
 def _check_k(k: int, n_rows: int, data: str) -> None:
@@ -210,6 +248,83 @@ def _check_k(k: int, n_rows: int, data: str) -> None:
         raise CommandError(f"--k must be >= 1, got {k}.")
     if k > n_rows:
         raise CommandError(f"--k {k} is larger than the number of rows ({n_rows}) in {data}.")
+
+
+def _check_positive(args: argparse.Namespace, *names: str) -> None:
+    """Every ``--name`` among ``names`` is an int >= 1 (what argparse's ``type=int`` leaves to us)."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise CommandError(f"--{name.replace('_', '-')} must be >= 1, got {value}.")
+
+
+def check_outputs(outputs: Sequence[tuple[str, Any]], inputs: Sequence[tuple[str, Any]], *, directory: Any = None) -> None:
+    """Refuse outputs that would overwrite an input; check every output location is writable.
+
+    Runs before any work, so a bad path costs nothing.
+
+    Parameters
+    ----------
+    outputs, inputs : sequence of (option, path)
+        ``option`` names the path in messages (``"--out"``, ``"DATA"``);
+        ``None`` paths are skipped.
+    directory : path or None
+        An output directory (``fit --out``): it must be a directory or creatable.
+
+    Raises
+    ------
+    OutputOverwritesInput
+        An output resolves (links and relative paths followed) to an input file.
+    kgpu._io.DataError
+        An output location that cannot be written.
+    """
+    from ._io import check_writable, same_file
+
+    for out_option, out_path in outputs:
+        for in_option, in_path in inputs:
+            if out_path is not None and in_path is not None and same_file(out_path, in_path):
+                raise OutputOverwritesInput(
+                    f"{out_option} {out_path} is the input {in_option} {in_path}: refusing to overwrite an input; "
+                    "choose another output path."
+                )
+    if directory is not None:
+        check_writable(directory, directory=True)
+    for _, out_path in outputs:
+        if out_path is not None and Path(out_path) != Path(directory or ""):
+            check_writable(out_path)
+
+
+def resolve_backend(backend: str) -> str:
+    """``--backend auto`` made concrete: CuPy on a GPU, else PyTorch on a GPU, else NumPy.
+
+    PyTorch takes a second or more to import, so it is only imported when a
+    CUDA driver with a device is found first (through ``libcuda``, without
+    torch); an explicit name is returned as is.
+    """
+    if backend != "auto":
+        return backend
+    from ._backend import cuda_available
+
+    if importlib.util.find_spec("cupy") is not None and cuda_available():
+        return "cupy"
+    if importlib.util.find_spec("torch") is not None and cuda_driver_sees_a_device():
+        from ._backend import torch_cuda_available
+
+        if torch_cuda_available():
+            return "torch"
+    return "numpy"
+
+
+def cuda_driver_sees_a_device() -> bool:
+    """Whether the CUDA driver library loads and reports at least one device (no CUDA toolkit needed)."""
+    import ctypes
+
+    try:
+        driver = ctypes.CDLL("libcuda.so.1" if sys.platform != "win32" else "nvcuda.dll")
+        count = ctypes.c_int(0)
+        return driver.cuInit(0) == 0 and driver.cuDeviceGetCount(ctypes.byref(count)) == 0 and count.value > 0
+    except (OSError, AttributeError):
+        return False
 
 
 def estimator_class(algorithm: str) -> type:
@@ -240,6 +355,8 @@ def make_estimator(algorithm: str, params: dict[str, Any], options: dict[str, st
         Key of :data:`ALGORITHMS`.
     params : dict
         Estimator parameters; ``None`` values are left at the estimator's default.
+        ``n_init="auto"`` means the estimator's own default where it takes no
+        ``"auto"`` (Bisecting K-Means: one 2-means run per split).
     options : dict
         Parameter name -> the command-line option that set it, for the message
         when the estimator has no such parameter.
@@ -249,6 +366,8 @@ def make_estimator(algorithm: str, params: dict[str, Any], options: dict[str, st
     chosen = {}
     for name, value in params.items():
         if value is None:
+            continue
+        if name == "n_init" and value == "auto" and not isinstance(accepted.get(name), str):
             continue
         if name in accepted:
             chosen[name] = value
@@ -282,28 +401,48 @@ def _print_fields(fields: dict[str, Any]) -> None:
         print(f"{name:<{width}}  {value}")
 
 
-def _init_param(init: str | None) -> Any:
-    """``--init``: a method name, or a data file of initial centers."""
-    from ._io import FORMATS, load_matrix
+def _init_file(init: str | None) -> str | None:
+    """``--init`` when it names a data file (of initial centers), else None."""
+    from ._io import FORMATS
 
     if init is None or Path(init).suffix.lower() not in FORMATS:
+        return None
+    return init
+
+
+def _init_param(init: str | None) -> Any:
+    """``--init``: a method name, or a data file of initial centers."""
+    from ._io import load_matrix
+
+    if _init_file(init) is None:
         return init
     return load_matrix(init).astype(float)
 
 
 # ------------------------------------------------------------------- fit
 def run_fit(args: argparse.Namespace) -> int:
-    """``kgpu fit``: cluster a file, write labels, centers and summary."""
-    from ._io import open_labels_file, write_results
+    """``kgpu fit``: cluster a file, write labels, centers, summary and model (all or none)."""
+    from ._io import OutputFiles, open_labels_file, result_paths, write_results
 
-    X = _load(args)
+    paths = result_paths(args.out)
+    check_outputs(
+        [("--out", args.out), *(("--out", path) for path in paths.values())],
+        [("DATA", args.data), ("--init", _init_file(args.init))],
+        directory=args.out,
+    )
+    _check_positive(args, "max_iter", "chunk_rows", "epochs")
+    if isinstance(args.n_init, int) and args.n_init < 1:
+        raise CommandError(f"--n-init must be >= 1 or 'auto', got {args.n_init}.")
+    metric = _check_metric_option(args) if args.metric is not None or args.p is not None else None
+    X, feature_names = _load(args)
     n_rows, n_features = X.shape
     _check_k(args.k, n_rows, args.data)
     progress = _progress_setting(args)
     seed = 0 if args.seed is None else args.seed
+    backend = resolve_backend(args.backend)
     # Options the user typed: an estimator without such a parameter is an error;
     # defaults (seed, backend, progress) are simply not passed to it.
-    typed = {"init": "--init", "n_init": "--n-init", "max_iter": "--max-iter"}
+    typed = {"init": "--init", "n_init": "--n-init", "max_iter": "--max-iter", "metric": "--metric", "p": "--p"}
     if args.seed is not None:
         typed["random_state"] = "--seed"
     if args.backend != "auto":
@@ -312,48 +451,63 @@ def run_fit(args: argparse.Namespace) -> int:
         args.algorithm,
         {
             "n_clusters": args.k, "init": _init_param(args.init), "n_init": args.n_init,
-            "max_iter": args.max_iter, "random_state": seed, "backend": args.backend,
-            "progress": progress,
+            "max_iter": args.max_iter, "random_state": seed, "backend": backend,
+            "progress": progress, "metric": metric, "p": args.p,
         },
         typed,
     )
-    backend, device = _compute_place(args.backend, X)
+    backend, device = _compute_place(backend, X)
     streamed = args.algorithm == "minibatch" and n_rows > args.chunk_rows
-    started = time.perf_counter()
-    if streamed:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        labels = open_labels_file(out / "labels.npy", n_rows)
-        inertia = stream_fit(model, X, labels, args.chunk_rows, args.epochs, seed, progress)
-    else:
-        model.fit(X)
-        labels, inertia = model.labels_, float(model.inertia_)
-    seconds = time.perf_counter() - started
-    summary = {
-        "backend": getattr(model, "backend_", backend),
-        "device": device,
-        "n": int(n_rows),
-        "d": int(n_features),
-        "k": int(args.k),
-        "algorithm": args.algorithm,
-        # A streamed mini-batch fit counts partial_fit steps, not epochs.
-        "iterations": _as_int(getattr(model, "n_iter_", getattr(model, "n_steps_", None))),
-        "inertia": inertia,
-        "seconds": round(seconds, 4),
-        "streamed": streamed,
-        "data": str(args.data),
-        "versions": _versions(getattr(model, "backend_", backend)),
-    }
-    if streamed:
-        labels.flush()
-        labels = None  # already written, chunk by chunk, into DIR/labels.npy
-    write_results(args.out, labels, model.cluster_centers_, summary)
+    with OutputFiles() as outputs:
+        started = time.perf_counter()
+        if streamed:
+            outputs.directory(args.out)
+            labels, inertia = stream_fit(
+                model, X, lambda: open_labels_file(paths["labels"], n_rows, outputs=outputs),
+                args.chunk_rows, args.epochs, seed, progress,
+            )
+        else:
+            model.fit(X)
+            labels, inertia = model.labels_, float(model.inertia_)
+        seconds = time.perf_counter() - started
+        summary = {
+            "backend": getattr(model, "backend_", backend),
+            "device": device,
+            "n": int(n_rows),
+            "d": int(n_features),
+            "k": int(args.k),
+            "algorithm": args.algorithm,
+            # A streamed mini-batch fit counts partial_fit steps, not epochs.
+            "iterations": _as_int(getattr(model, "n_iter_", getattr(model, "n_steps_", None))),
+            "inertia": inertia,
+            "seconds": round(seconds, 4),
+            "streamed": streamed,
+            "data": str(args.data),
+            "versions": _versions(getattr(model, "backend_", backend)),
+        }
+        if streamed:
+            labels.flush()
+            del labels  # already written, chunk by chunk, into the temporary labels file
+            labels = None
+        write_results(args.out, labels, model.cluster_centers_, summary, outputs=outputs, model=model,
+                      feature_names=feature_names, input_dtype=X.dtype)
     _print_fields({name: value for name, value in summary.items() if name not in ("versions", "data", "streamed")})
-    print(f"wrote {args.out}/labels.npy, centers.npy, summary.json")
+    print(f"wrote {args.out}/labels.npy, centers.npy, summary.json, model.kgpu")
     return 0
 
 
-def stream_fit(model: Any, X: Any, labels_out: Any, chunk_rows: int, epochs: int, seed: int, progress: Any) -> float:
+def _check_metric_option(args: argparse.Namespace) -> str | None:
+    """``--metric`` / ``--p`` of ``fit``, checked by name (the estimator checks the rest)."""
+    from ._distances import check_metric
+
+    name = args.metric if args.metric is not None else "minkowski"
+    check_metric(name, args.p)
+    return args.metric
+
+
+def stream_fit(
+    model: Any, X: Any, open_labels: Callable[[], Any], chunk_rows: int, epochs: int, seed: int, progress: Any
+) -> tuple[Any, float]:
     """Fit ``model`` by ``partial_fit`` on row chunks of ``X``, then label every row.
 
     Chunks are visited in a random order each epoch (a file sorted by cluster
@@ -364,13 +518,16 @@ def stream_fit(model: Any, X: Any, labels_out: Any, chunk_rows: int, epochs: int
     ----------
     model : estimator with ``partial_fit``, ``predict`` and ``score``
     X : array of shape (n, d), typically a read-only memory map
-    labels_out : writable int64 array of shape (n,)
-        Filled with the final labels.
+    open_labels : callable
+        ``open_labels()`` gives a writable int64 array of shape (n,) for the
+        final labels; called once the centers are fitted (so the labels file
+        is only created when the fit has run).
     chunk_rows, epochs, seed : int
     progress : bool or "auto"
 
     Returns
     -------
+    labels : the array from ``open_labels``, filled
     inertia : float
         Objective of every row on the final centers.
     """
@@ -396,12 +553,13 @@ def stream_fit(model: Any, X: Any, labels_out: Any, chunk_rows: int, epochs: int
     # as an ordinary array (a memory-mapped view would be streamed again).
     for start, stop in track(order, progress, description="partial_fit", unit="chunk"):
         model.partial_fit(np.array(X[start:stop]))
+    labels_out = open_labels()
     inertia = 0.0
     for start, stop in track(chunks, progress, description="labels", unit="chunk"):
         chunk = np.array(X[start:stop])
         labels_out[start:stop] = np.asarray(model.predict(chunk))
         inertia -= float(model.score(chunk))
-    return inertia
+    return labels_out, inertia
 
 
 def _as_int(value: Any) -> int | None:
@@ -410,46 +568,178 @@ def _as_int(value: Any) -> int | None:
 
 # --------------------------------------------------------------- predict
 def run_predict(args: argparse.Namespace) -> int:
-    """``kgpu predict``: nearest center of every row, chunk by chunk."""
+    """``kgpu predict``: the label of every row, chunk by chunk, from a model file or bare centers."""
     import numpy as np
 
-    from ._assign import assign
-    from ._backend import move_to, resolve_compute, to_numpy
-    from ._blocks import row_blocks
-    from ._distances import check_metric
-    from ._io import load_matrix, open_labels_file
-    from ._progress import track
-    from ._validation import check_data
+    from ._io import OutputFiles, open_labels_file
 
-    metric = check_metric(args.metric, args.p)
-    if args.chunk_rows < 1:
-        raise CommandError(f"--chunk-rows must be >= 1, got {args.chunk_rows}.")
-    X = _load(args)
-    centers = check_data(np.asarray(load_matrix(args.centers)))
-    n_rows, n_features = X.shape
-    if centers.shape[1] != n_features:
-        raise CommandError(
-            f"{args.centers} has {centers.shape[1]} features per center but {args.data} has {n_features}."
-        )
-    xp, device = resolve_compute(args.backend, None, X[:1])
-    labels = open_labels_file(args.out, n_rows)
-    total_distance = 0.0
-    centers_by_dtype: dict[Any, Any] = {}
-    for start, stop in track(row_blocks(n_rows, args.chunk_rows), _progress_setting(args), description="predict", unit="chunk"):
-        chunk = check_data(np.array(X[start:stop]))
-        if chunk.dtype not in centers_by_dtype:
-            centers_by_dtype[chunk.dtype] = move_to(centers.astype(chunk.dtype), xp, device)
-        result = assign(move_to(chunk, xp, device), centers_by_dtype[chunk.dtype], xp=xp, metric=metric)
-        labels[start:stop] = to_numpy(result.labels)
-        total_distance += float(np.sum(to_numpy(result.min_dist), dtype=np.float64))
-    labels.flush()
-    counts = np.bincount(labels, minlength=centers.shape[0])
-    print(
-        f"{n_rows} rows, {centers.shape[0]} centers: "
-        f"mean {metric.name} distance to the nearest center {total_distance / n_rows:.6g}, "
-        f"{int(np.count_nonzero(counts))} centers used; labels written to {args.out}"
-    )
+    check_outputs([("--out", args.out)], [("DATA", args.data), ("--centers", args.centers), ("--model", args.model)])
+    if Path(args.out).suffix.lower() != ".npy":
+        raise CommandError(f"{args.out}: labels are written as .npy; give a path ending in .npy.")
+    _check_positive(args, "chunk_rows")
+    if args.model is not None:
+        if args.metric is not None or args.p is not None:
+            raise CommandError("--metric and --p come from the model file; they only apply with --centers.")
+        labeller = _model_labeller(args)
+    else:
+        labeller = _centers_labeller(args)
+    X, feature_names = _load(args)
+    labeller.check(X, feature_names)
+    n_rows = X.shape[0]
+    # One row first: modules imported and kernels chosen (or compiled) before
+    # the labels file exists, so an interrupt from here on meets plain work.
+    labeller.label(np.array(X[:1]))
+    labeller.reset()
+    with OutputFiles() as outputs:
+        labels = open_labels_file(args.out, n_rows, outputs=outputs)
+        labeller.fill(X, labels, args.chunk_rows, _progress_setting(args))
+        labels.flush()
+        counts = labeller.counts(labels)
+        del labels
+    print(f"{n_rows} rows, {labeller.describe(counts)}; labels written to {args.out}")
     return 0
+
+
+class _Labeller:
+    """What ``predict`` labels rows with: :meth:`check` the data, :meth:`fill` the labels chunk by chunk."""
+
+    n_clusters: int
+    n_features: int
+    source: str
+
+    def check(self, X: Any, feature_names: list[str] | None) -> None:
+        if X.shape[1] != self.n_features:
+            raise CommandError(f"{self.source} has {self.n_features} features but {self._data} has {X.shape[1]}.")
+
+    def fill(self, X: Any, labels: Any, chunk_rows: int, progress: Any) -> None:
+        import numpy as np
+
+        from ._blocks import row_blocks
+        from ._progress import track
+
+        for start, stop in track(row_blocks(X.shape[0], chunk_rows), progress, description="predict", unit="chunk"):
+            labels[start:stop] = self.label(np.array(X[start:stop]))
+
+    def counts(self, labels: Any) -> Any:
+        import numpy as np
+
+        return np.bincount(labels, minlength=self.n_clusters)
+
+    def label(self, chunk: Any) -> Any:  # pragma: no cover - defined by subclasses
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Forget the statistics of rows labelled so far."""
+
+    def describe(self, counts: Any) -> str:  # pragma: no cover - defined by subclasses
+        raise NotImplementedError
+
+
+class _ModelLabeller(_Labeller):
+    """The labels a saved model gives: its own ``predict`` (the split tree for bisecting)."""
+
+    def __init__(self, model: Any, path: str, data: str):
+        self.model = model
+        self.metadata = model.model_metadata_
+        self.n_clusters = int(self.metadata["n_clusters"])
+        self.n_features = int(self.metadata["n_features"])
+        self.source = f"the model {path}"
+        self._data = data
+
+    def check(self, X: Any, feature_names: list[str] | None) -> None:
+        super().check(X, feature_names)
+        expected = self.metadata.get("feature_names")
+        if expected and feature_names and list(feature_names) != list(expected):
+            raise CommandError(
+                f"{self._data} has columns {', '.join(feature_names)} but {self.source} was fitted on "
+                f"{', '.join(expected)}; choose them with --columns."
+            )
+
+    def label(self, chunk: Any) -> Any:
+        import numpy as np
+
+        from ._backend import to_numpy
+
+        return np.asarray(to_numpy(self.model.predict(chunk)))
+
+    def describe(self, counts: Any) -> str:
+        import numpy as np
+
+        return (
+            f"{self.metadata['estimator']} model with {self.n_clusters} clusters: "
+            f"{int(np.count_nonzero(counts))} clusters used"
+        )
+
+
+class _CentersLabeller(_Labeller):
+    """Nearest center under a metric, for a bare centers file."""
+
+    def __init__(self, centers: Any, metric: Any, backend: str, path: str, data: str):
+        from ._backend import resolve_compute
+
+        self.centers = centers
+        self.metric = metric
+        self.n_clusters, self.n_features = centers.shape
+        self.xp, self.device = resolve_compute(backend, None, centers[:1])
+        self.source = path
+        self._data = data
+        self._centers_by_dtype: dict[Any, Any] = {}
+        self.total_distance = 0.0
+
+    def reset(self) -> None:
+        self.total_distance = 0.0
+
+    def check(self, X: Any, feature_names: list[str] | None) -> None:
+        if X.shape[1] != self.n_features:
+            raise CommandError(
+                f"{self.source} has {self.n_features} features per center but {self._data} has {X.shape[1]}."
+            )
+
+    def label(self, chunk: Any) -> Any:
+        import numpy as np
+
+        from ._assign import assign
+        from ._backend import move_to, to_numpy
+        from ._validation import check_data
+
+        chunk = check_data(chunk)
+        if chunk.dtype not in self._centers_by_dtype:
+            self._centers_by_dtype[chunk.dtype] = move_to(self.centers.astype(chunk.dtype), self.xp, self.device)
+        result = assign(move_to(chunk, self.xp, self.device), self._centers_by_dtype[chunk.dtype], xp=self.xp,
+                        metric=self.metric)
+        self.total_distance += float(np.sum(to_numpy(result.min_dist), dtype=np.float64))
+        return to_numpy(result.labels)
+
+    def describe(self, counts: Any) -> str:
+        import numpy as np
+
+        n_rows = int(counts.sum())
+        return (
+            f"{self.n_clusters} centers: mean {self.metric.name} distance to the nearest center "
+            f"{self.total_distance / n_rows:.6g}, {int(np.count_nonzero(counts))} centers used"
+        )
+
+
+def _model_labeller(args: argparse.Namespace) -> _ModelLabeller:
+    from ._model import load
+
+    model = load(args.model)
+    backend = resolve_backend(args.backend)
+    model.set_params(backend=backend)
+    return _ModelLabeller(model, args.model, args.data)
+
+
+def _centers_labeller(args: argparse.Namespace) -> _CentersLabeller:
+    import numpy as np
+
+    from ._distances import check_metric
+    from ._io import load_matrix
+
+    metric = check_metric(args.metric if args.metric is not None else "sqeuclidean", args.p)
+    centers = np.asarray(load_matrix(args.centers))
+    if centers.dtype.kind != "f":
+        centers = centers.astype(np.float64)
+    return _CentersLabeller(centers, metric, resolve_backend(args.backend), args.centers, args.data)
 
 
 # -------------------------------------------------------------- choose-k
@@ -459,15 +749,29 @@ def run_choose_k(args: argparse.Namespace) -> int:
 
     import numpy as np
 
+    from ._io import OutputFiles
+
+    check_outputs([("--out", args.out), ("--plot", args.plot)], [("DATA", args.data)])
+    if args.out is not None and args.plot is not None and Path(args.out).resolve() == Path(args.plot).resolve():
+        raise OutputOverwritesInput(f"--out and --plot are the same file {args.out}; give two paths.")
+    _check_positive(args, "n_refs")
     try:
         select = importlib.import_module("kgpu.select")
     except ModuleNotFoundError as exc:
         if exc.name != "kgpu.select":
             raise
         raise CommandError("choose-k needs kgpu.select, which this installation of kgpu does not provide.") from None
-    X = _load(args)
+    unknown = [name for name in args.criteria or () if name not in select.CRITERIA]
+    if unknown:
+        raise CommandError(
+            f"--criteria: unknown criterion {unknown[0]!r}; choose from {', '.join(select.CRITERIA)}."
+        )
+    if args.plot is not None:
+        _matplotlib_pyplot()  # before the sweep: a missing matplotlib should not cost the whole run
+    X, _ = _load(args)
     _check_k(max(args.k), X.shape[0], args.data)
-    options: dict[str, Any] = {"random_state": args.seed, "backend": args.backend, "progress": _progress_setting(args)}
+    backend = resolve_backend(args.backend)
+    options: dict[str, Any] = {"random_state": args.seed, "backend": backend, "progress": _progress_setting(args)}
     if args.criteria:
         options["criteria"] = tuple(args.criteria)
     if args.n_refs is not None:
@@ -476,17 +780,19 @@ def run_choose_k(args: argparse.Namespace) -> int:
         options["estimator"] = make_estimator(args.algorithm, {"random_state": args.seed}, {})
     result = select.choose_k(np.asarray(X), args.k, **options)
     print(result.to_table())
+    with OutputFiles() as outputs:
+        if args.out:
+            outputs.path_for(args.out).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+        if args.plot:
+            plot_selection(result, outputs.path_for(args.plot), image_format=Path(args.plot).suffix[1:] or "png")
     if args.out:
-        Path(args.out).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
         print(f"results written to {args.out}")
     if args.plot:
-        plot_selection(result, args.plot)
         print(f"plot written to {args.plot}")
     return 0
 
 
-def plot_selection(result: Any, path: str) -> None:
-    """Draw the result's panels (its ``plot`` method) into an image file."""
+def _matplotlib_pyplot() -> Any:
     try:
         import matplotlib
 
@@ -494,10 +800,16 @@ def plot_selection(result: Any, path: str) -> None:
         import matplotlib.pyplot as plt
     except ImportError as exc:
         raise CommandError("--plot needs matplotlib: pip install 'kgpu[plot]'.") from exc
+    return plt
+
+
+def plot_selection(result: Any, path: Any, *, image_format: str | None = None) -> None:
+    """Draw the result's panels (its ``plot`` method) into an image file."""
+    plt = _matplotlib_pyplot()
     axes = result.plot()
     figure = axes[0].figure
     try:
-        figure.savefig(path, bbox_inches="tight", dpi=110)
+        figure.savefig(path, bbox_inches="tight", dpi=110, format=image_format)
     finally:
         plt.close(figure)
 
@@ -505,42 +817,50 @@ def plot_selection(result: Any, path: str) -> None:
 # ------------------------------------------------------------ bench, demo
 def run_bench(args: argparse.Namespace) -> int:
     """``kgpu bench``: the side-by-side table of :mod:`kgpu._bench`."""
-    from ._bench import compare, format_table, problem_header
+    from ._backend import BACKEND_NAMES
 
-    for name in ("n", "d", "k", "iterations", "repeats"):
-        if getattr(args, name) < 1:
-            raise CommandError(f"--{name} must be >= 1, got {getattr(args, name)}.")
+    check_outputs([("--out", args.out)], [])
+    _check_positive(args, "n", "d", "k", "iterations", "repeats")
     if args.k > args.n:
         raise CommandError(f"--k {args.k} is larger than --n {args.n}.")
+    for name in args.backends or ():
+        library = name.partition(":")[0]
+        if library not in BACKEND_NAMES or library == "auto":
+            choices = ", ".join(backend for backend in BACKEND_NAMES if backend != "auto")
+            raise CommandError(f"--backends: unknown backend {name!r}; choose from {choices} (optionally NAME:DEVICE).")
+    from ._bench import compare, format_table, problem_header, publish
+
     rows = compare(args.n, args.d, args.k, args.iterations, args.repeats, args.backends)
     command = " ".join(["kgpu", *args.argv])
     table = format_table(rows, problem_header(args.n, args.d, args.k, args.iterations, args.repeats, command))
-    print(table)
-    if args.out:
-        Path(args.out).write_text(table + "\n")
+    publish(table, args.out)
     return 0
 
 
 def run_demo(args: argparse.Namespace) -> int:
     """``kgpu demo``: what ``make demo`` runs."""
+    _check_positive(args, "n", "d", "k")
+    if args.k > args.n:
+        raise CommandError(f"--k {args.k} is larger than --n {args.n}.")
     from ._demo import run_demo as demo
 
-    demo(args.n, args.d, args.k, backend=args.backend)
+    demo(args.n, args.d, args.k, backend=resolve_backend(args.backend))
     return 0
 
 
 # --------------------------------------------------------------- quantize
 def run_quantize(args: argparse.Namespace) -> int:
     """``kgpu quantize``: colour quantization of an image."""
-    from ._quantize import quantize_image
-
+    check_outputs([("--out", args.out)], [("IMAGE", args.image)])
     if not 1 <= args.colors <= 256:
         raise CommandError(f"--colors must be between 1 and 256, got {args.colors}.")
     if args.sample < 1:
         raise CommandError(f"--sample must be >= 1, got {args.sample}.")
+    from ._quantize import quantize_image
+
     report = quantize_image(
         args.image, args.out, args.colors, sample_size=args.sample, random_state=args.seed,
-        backend=args.backend, progress=_progress_setting(args),
+        backend=resolve_backend(args.backend), progress=_progress_setting(args),
     )
     bits = max(1, (report.n_colors - 1).bit_length())
     _print_fields({
@@ -569,26 +889,43 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"kgpu: warning: {' '.join(str(message).split())}", file=sys.stderr)
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``kgpu`` command; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
     handler: Callable[[argparse.Namespace], int] = args.handler
-    if args.debug:
-        return handler(args)
-    show_warning = warnings.showwarning
-    warnings.showwarning = _show_warning
+    # SIGTERM becomes an exception, so temporaries are removed on the way out
+    # as on Ctrl-C (signal handlers can only be set from the main thread).
     try:
+        previous_sigterm = signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:
+        previous_sigterm = None
+    show_warning = warnings.showwarning
+    try:
+        if args.debug:
+            return handler(args)
+        warnings.showwarning = _show_warning
         return handler(args)
     except KeyboardInterrupt:
-        print("kgpu: interrupted", file=sys.stderr)
-        return 130
+        print(f"kgpu {args.command}: interrupted; no partial output was left", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Terminated:
+        print(f"kgpu {args.command}: terminated; no partial output was left", file=sys.stderr)
+        return EXIT_TERMINATED
     except Exception as exc:  # noqa: BLE001 - every failure becomes one line; --debug shows it whole
+        if args.debug:
+            raise
         print(f"kgpu {args.command}: error: {_one_line(exc)}", file=sys.stderr)
-        return EXIT_ERROR
+        return getattr(exc, "exit_status", EXIT_ERROR)
     finally:
         warnings.showwarning = show_warning
+        if previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, previous_sigterm)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,9 @@ import pytest
 
 from kgpu._backend import cuda_available
 
+# Skips are summarised by reason at the end of the run (see tests/_skip_summary.py).
+pytest_plugins = ["tests._skip_summary"]
+
 _TORCH_FOUND = importlib.util.find_spec("torch") is not None
 _STRICT_FOUND = importlib.util.find_spec("array_api_strict") is not None
 

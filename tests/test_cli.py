@@ -103,7 +103,8 @@ def test_bad_file_one_line_error_and_debug_traceback(tmp_path):
     done = _kgpu("fit", bad, "--k", 2, "--out", tmp_path / "run", cwd=tmp_path)
     assert done.returncode != 0
     assert done.stderr.strip().splitlines() == [
-        f"kgpu fit: error: {bad}, line 3, column 'b': 'oops' is not a number; kgpu clusters numeric columns only."
+        f"kgpu fit: error: {bad}, line 3, column 'b': 'oops' is not a number; kgpu clusters numeric columns only "
+        "(choose them with --columns)."
     ]
     assert not (tmp_path / "run").exists()
     debug = _kgpu("fit", bad, "--k", 2, "--out", tmp_path / "run", "--debug", cwd=tmp_path)
@@ -145,7 +146,7 @@ def test_fit_errors_are_one_clear_line(tmp_path, capsys, blobs):
 
 def test_unavailable_algorithm_is_named(tmp_path, capsys, blobs, monkeypatch):
     path, _ = _write(tmp_path, blobs, "csv")
-    monkeypatch.delattr(kgpu, "KMedoids", raising=False)
+    monkeypatch.setattr(kgpu, "KMedoids", None)  # as if this installation lacked it
     message = _error_of(capsys, ["fit", path, "--algorithm", "kmedoids", "--out", tmp_path / "run"])
     assert message == (
         "kgpu fit: error: --algorithm kmedoids needs kgpu.KMedoids, which this installation of kgpu does not provide."
@@ -462,3 +463,259 @@ def test_every_estimator_has_the_progress_parameter(estimator, unit, capsys, blo
     assert clone(shown).get_params()["progress"] is True
     with pytest.raises(ValueError, match="progress must be True, False or 'auto'"):
         clone(estimator).set_params(progress="loud").fit(blobs)
+
+
+# ------------------------------------------------------- outputs never hurt inputs
+def _snapshot(folder):
+    """Every file under ``folder`` with its bytes."""
+    return {path.relative_to(folder): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+def test_every_output_that_is_an_input_is_refused(tmp_path, capsys, blobs):
+    data = tmp_path / "X.npy"
+    np.save(data, blobs)
+    csv_data, _ = _write(tmp_path, blobs, "csv")
+    run = tmp_path / "run"
+    assert main(["fit", str(data), "--k", "3", "--out", str(run)]) == 0
+    np.save(tmp_path / "C.npy", np.load(run / "centers.npy"))
+    (tmp_path / "link.npy").symlink_to(data)
+    before = _snapshot(tmp_path)
+    capsys.readouterr()
+    cases = [
+        (["predict", data, "--centers", run / "centers.npy", "--out", data], f"--out {data} is the input DATA {data}"),
+        (["predict", data, "--centers", tmp_path / "C.npy", "--out", tmp_path / "C.npy"], "is the input --centers"),
+        (["predict", data, "--model", run / "model.kgpu", "--out", tmp_path / "link.npy"], "is the input DATA"),
+        (["choose-k", csv_data, "--k", "2:3", "--out", csv_data], f"--out {csv_data} is the input DATA"),
+        (["choose-k", csv_data, "--k", "2:3", "--plot", csv_data], "--plot"),
+        (["fit", run / "centers.npy", "--k", "2", "--out", run], f"--out {run / 'centers.npy'} is the input DATA"),
+        (["fit", data, "--k", "3", "--init", run / "centers.npy", "--out", run], "is the input --init"),
+        (["fit", data, "--k", "3", "--out", data], "is the input DATA"),
+    ]
+    for argv, expected in cases:
+        assert main([str(arg) for arg in argv]) == 2, argv
+        captured = capsys.readouterr()
+        lines = captured.err.strip().splitlines()
+        assert len(lines) == 1 and expected in lines[0] and "refusing to overwrite an input" in lines[0], captured.err
+    assert _snapshot(tmp_path) == before
+
+
+def test_outputs_are_checked_before_the_work(tmp_path, capsys, blobs, monkeypatch):
+    data, _ = _write(tmp_path, blobs, "csv")
+
+    def never(*args, **kwargs):
+        raise AssertionError("the data was read before the outputs were checked")
+
+    monkeypatch.setattr("kgpu._io.load_table", never)
+    assert _error_of(capsys, ["fit", data, "--out", "/dev/null/sub"]) == (
+        "kgpu fit: error: /dev/null/sub: cannot be created, /dev/null is not a directory."
+    )
+    assert _error_of(capsys, ["choose-k", data, "--out", "/dev/null/k.json"]) == (
+        "kgpu choose-k: error: /dev/null/k.json: cannot be created, /dev/null is not a directory."
+    )
+    assert _error_of(capsys, ["predict", data, "--centers", data, "--out", tmp_path]).endswith(
+        "is a directory, expected a file name."
+    )
+    assert _error_of(capsys, ["bench", "--out", "/dev/null/b.md"]).endswith("/dev/null is not a directory.")
+
+
+def test_an_error_mid_run_leaves_no_partial_file(tmp_path, capsys, blobs, monkeypatch):
+    data = tmp_path / "X.npy"
+    np.save(data, blobs)
+    earlier = tmp_path / "labels.npy"
+    np.save(earlier, np.arange(4))
+    calls = []
+
+    def fail_on_the_third_chunk(self, chunk):
+        calls.append(len(chunk))
+        if len(calls) == 3:
+            raise RuntimeError("disk on fire")
+        return np.zeros(len(chunk), dtype=np.int64)
+
+    monkeypatch.setattr("kgpu.cli._CentersLabeller.label", fail_on_the_third_chunk)
+    np.save(tmp_path / "C.npy", blobs[:3])
+    assert _error_of(capsys, ["predict", data, "--centers", tmp_path / "C.npy", "--chunk-rows", "10",
+                              "--out", earlier]) == "kgpu predict: error: RuntimeError: disk on fire"
+    np.testing.assert_array_equal(np.load(earlier), np.arange(4))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["C.npy", "X.npy", "labels.npy"]
+
+
+def test_a_failed_fit_leaves_earlier_results_and_no_new_directory(tmp_path, capsys, blobs, monkeypatch):
+    data = tmp_path / "X.npy"
+    np.save(data, blobs)
+    run = tmp_path / "run"
+    assert main(["fit", str(data), "--k", "3", "--out", str(run)]) == 0
+    before = _snapshot(run)
+
+    def broken_save(*args, **kwargs):
+        raise OSError("no space left on device")
+
+    monkeypatch.setattr("kgpu._model.save", broken_save)
+    assert "no space left on device" in _error_of(capsys, ["fit", data, "--k", "2", "--out", run])
+    assert _snapshot(run) == before  # neither the new labels nor centers replaced the old ones
+    assert "no space left" in _error_of(capsys, ["fit", data, "--k", "2", "--out", tmp_path / "new" / "run"])
+    assert not (tmp_path / "new").exists()
+
+
+def _wait_for(predicate, process, timeout=120.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert process.poll() is None, "the command finished before it could be interrupted"
+        assert time.monotonic() < deadline, "the command never started writing"
+        time.sleep(0.005)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("command", "signal_name", "status"),
+                         [("predict", "SIGTERM", 143), ("predict", "SIGINT", 130), ("fit", "SIGTERM", 143)])
+def test_a_killed_command_leaves_no_partial_file(tmp_path, command, signal_name, status):
+    import signal as signals
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "X.npy"
+    np.save(data, rng.standard_normal((400_000, 16), dtype=np.float32))
+    np.save(tmp_path / "C.npy", rng.standard_normal((512, 16), dtype=np.float32))
+    out = tmp_path / "out"
+    out.mkdir()
+    earlier = out / "labels.npy"
+    np.save(earlier, np.arange(5))
+    if command == "predict":
+        argv = ["predict", data, "--centers", tmp_path / "C.npy", "--chunk-rows", "2000", "--out", earlier]
+    else:  # a streamed mini-batch fit writes its labels chunk by chunk
+        argv = ["fit", data, "--algorithm", "minibatch", "--k", "512", "--chunk-rows", "2000", "--out", out]
+    process = subprocess.Popen([sys.executable, "-m", "kgpu", *map(str, argv)], cwd=tmp_path,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # The temporary labels file appears when the work starts.
+        _wait_for(lambda: any(path.name.startswith(".labels.npy.") for path in out.iterdir()), process)
+        process.send_signal(getattr(signals, signal_name))
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == status, stderr
+    assert stderr.strip().splitlines() == [
+        f"kgpu {command}: {'terminated' if status == 143 else 'interrupted'}; no partial output was left"
+    ]
+    assert sorted(path.name for path in out.iterdir()) == ["labels.npy"]
+    np.testing.assert_array_equal(np.load(earlier), np.arange(5))
+
+
+@pytest.mark.slow
+def test_concurrent_writers_of_one_path_both_succeed(tmp_path):
+    rng = np.random.default_rng(1)
+    data = tmp_path / "X.npy"
+    X = rng.standard_normal((100_000, 8), dtype=np.float32)
+    np.save(data, X)
+    centers = rng.standard_normal((64, 8), dtype=np.float32)
+    np.save(tmp_path / "C.npy", centers)
+    argv = [sys.executable, "-m", "kgpu", "predict", str(data), "--centers", str(tmp_path / "C.npy"),
+            "--chunk-rows", "5000", "--out", str(tmp_path / "labels.npy")]
+    processes = [subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+    for process in processes:
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr
+    expected = ((X[:, None, :].astype(np.float64) - centers[None].astype(np.float64)) ** 2).sum(axis=2).argmin(axis=1)
+    assert (np.load(tmp_path / "labels.npy") == expected).mean() > 0.999  # float32 ties aside
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["C.npy", "X.npy", "labels.npy"]
+
+
+# ------------------------------------------------------------- clear errors
+def test_input_file_errors_are_one_line_naming_the_file(tmp_path, capsys, blobs):
+    out = tmp_path / "run"
+    cases = {}
+    empty = tmp_path / "empty.npy"
+    empty.write_bytes(b"")
+    cases[empty] = f"{empty}: empty file, not a .npy array."
+    np.save(tmp_path / "whole.npy", blobs)
+    truncated = tmp_path / "truncated.npy"
+    truncated.write_bytes((tmp_path / "whole.npy").read_bytes()[:300])
+    cases[truncated] = f"{truncated}: truncated .npy file (shorter than the shape in its header)."
+    header_only = tmp_path / "header.npy"
+    header_only.write_bytes((tmp_path / "whole.npy").read_bytes()[:40])
+    cases[header_only] = f"{header_only}: truncated .npy file (it ends inside the header)."
+    np.savez(tmp_path / "whole.npz", X=blobs)
+    bad_npz = tmp_path / "bad.npz"
+    bad_npz.write_bytes((tmp_path / "whole.npz").read_bytes()[:100])
+    cases[bad_npz] = f"{bad_npz}: not a readable .npz archive, truncated or damaged"
+    binary = tmp_path / "binary.csv"
+    binary.write_bytes(b"a,b\n1,2\n3,\x80\x81\n")
+    cases[binary] = f"{binary}, line 3, byte 0x80: not UTF-8 text; kgpu reads CSV files as UTF-8."
+    infinite = tmp_path / "inf.csv"
+    infinite.write_text("a,b\n1,2\n\n3,inf\n")
+    cases[infinite] = f"{infinite}, line 4, column 'b': inf is not a finite number; remove or replace NaN and infinity first."
+    strings = tmp_path / "strings.csv"
+    strings.write_text("a,name\n1,x\n2,y\n")
+    cases[strings] = f"{strings}, line 2, column 'name': 'x' is not a number; kgpu clusters numeric columns only (choose them with --columns)."
+    for path, expected in cases.items():
+        line = _error_of(capsys, ["fit", path, "--k", "1", "--out", out])
+        assert line.startswith(f"kgpu fit: error: {expected}"), line
+    assert not out.exists()
+
+
+def test_nan_in_init_or_centers_file_names_the_file(tmp_path, capsys, blobs):
+    data, _ = _write(tmp_path, blobs, "npy")
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.array([[0.0, 1.0, 2.0], [np.nan, 2.0, 3.0], [1.0, 1.0, 1.0]]))
+    expected = f"{bad}, row 2, column 1: nan is not a finite number; remove or replace NaN and infinity first."
+    assert _error_of(capsys, ["fit", data, "--k", "3", "--init", bad, "--out", tmp_path / "run"]) == f"kgpu fit: error: {expected}"
+    assert _error_of(capsys, ["predict", data, "--centers", bad, "--out", tmp_path / "p.npy"]) == f"kgpu predict: error: {expected}"
+
+
+def test_parquet_string_column_is_dropped_with_one_warning_line(tmp_path, capsys, blobs):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "X.parquet"
+    pq.write_table(pa.table({"a": blobs[:, 0], "name": ["x"] * len(blobs), "b": blobs[:, 1]}), path)
+    assert main(["fit", str(path), "--k", "2", "--out", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"kgpu: warning: {path}: using the 2 numeric columns; ignored non-numeric column(s) 'name' (string) "
+        "(choose columns with --columns)."
+    ]
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["d"] == 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["demo", "--k", "0"], "kgpu demo: error: --k must be >= 1, got 0."),
+        (["demo", "--n", "5", "--k", "8"], "kgpu demo: error: --k 8 is larger than --n 5."),
+        (["demo", "--d", "-1"], "kgpu demo: error: --d must be >= 1, got -1."),
+        (["bench", "--repeats", "0"], "kgpu bench: error: --repeats must be >= 1, got 0."),
+        (["bench", "--backends", "jax"], "kgpu bench: error: --backends: unknown backend 'jax'; choose from numpy, cupy, torch, array_api_strict (optionally NAME:DEVICE)."),
+        (["choose-k", "X.csv", "--n-refs", "0"], "kgpu choose-k: error: --n-refs must be >= 1, got 0."),
+        (["choose-k", "X.csv", "--criteria", "elbow", "bic"], "kgpu choose-k: error: --criteria: unknown criterion 'bic'; choose from elbow, silhouette, calinski_harabasz, davies_bouldin, gap."),
+        (["fit", "X.csv", "--max-iter", "0", "--out", "run"], "kgpu fit: error: --max-iter must be >= 1, got 0."),
+        (["fit", "X.csv", "--n-init", "0", "--out", "run"], "kgpu fit: error: --n-init must be >= 1 or 'auto', got 0."),
+    ],
+)
+def test_arguments_are_validated_by_kgpu(tmp_path, capsys, monkeypatch, blobs, argv, message):
+    monkeypatch.chdir(tmp_path)
+    _write(tmp_path, blobs, "csv")
+    assert _error_of(capsys, argv) == message
+
+
+# ------------------------------------------------------------ test output
+def test_skips_are_summarised_by_reason(tmp_path):
+    from pathlib import Path
+
+    (tmp_path / "test_some.py").write_text(
+        "import pytest\n"
+        "@pytest.mark.parametrize('i', range(3))\n"
+        "def test_gpu(i):\n    pytest.skip('no GPU here')\n"
+        "@pytest.mark.skipif(True, reason='no torch')\n"
+        "def test_torch():\n    pass\n"
+        "def test_runs():\n    pass\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "tests._skip_summary", "-p", "no:cacheprovider", str(tmp_path)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120, env={**__import__("os").environ, "PYTHONPATH": str(root)},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if "skipped, by reason" in line)
+    assert [line.strip() for line in lines[start + 1:start + 3]] == ["3  no GPU here", "1  no torch"]

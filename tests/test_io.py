@@ -7,7 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from kgpu._io import DataError, load_matrix, open_labels_file, write_results
+from kgpu._io import (
+    DataError, OutputFiles, atomic_path, check_writable, load_matrix, load_table, open_labels_file, write_results,
+)
 
 DATA = np.array([[1.5, -2.0, 3.0], [4.0, 5.25, -6.0], [7.0, 8.0, 9.5], [0.0, 1e-3, 2e6]])
 
@@ -178,11 +180,19 @@ def test_parquet_float32_stays_float32_and_columns_choose(tmp_path):
     np.testing.assert_array_equal(X, X32[:, [1, 0]])
 
 
-def test_parquet_string_column_and_nulls(tmp_path):
+def test_parquet_string_column_is_dropped_with_a_warning_or_refused_when_chosen(tmp_path):
     pa = pytest.importorskip("pyarrow")
-    path = _write_parquet(tmp_path / "X.parquet", {"a": [1.0, 2.0], "label": ["x", "y"]})
-    with pytest.raises(DataError, match="column 'label' holds string values; kgpu clusters numeric columns only"):
-        load_matrix(path)
+    path = _write_parquet(tmp_path / "X.parquet", {"a": [1.0, 2.0], "label": ["x", "y"], "b": [3, 4]})
+    with pytest.warns(UserWarning, match=r"using the 2 numeric columns; ignored non-numeric column\(s\) 'label' \(string\)"):
+        X, names = load_table(path)
+    np.testing.assert_array_equal(X, [[1.0, 3.0], [2.0, 4.0]])
+    assert names == ["a", "b"]
+    with pytest.raises(DataError, match="column 'label' holds string values; kgpu clusters numeric columns only "
+                                        r"\(numeric columns: a, b\)"):
+        load_matrix(path, columns=["a", "label"])
+    only_strings = _write_parquet(tmp_path / "s.parquet", {"label": ["x", "y"]})
+    with pytest.raises(DataError, match="no numeric column; non-numeric columns 'label'"):
+        load_matrix(only_strings)
     nulls = _write_parquet(tmp_path / "nulls.parquet", {"a": pa.array([1.0, None])})
     with pytest.raises(DataError, match="column 'a' has 1 missing value"):
         load_matrix(nulls)
@@ -212,7 +222,11 @@ def test_missing_file_directory_and_unknown_suffix(tmp_path):
 def test_write_results_round_trip(tmp_path):
     labels = np.array([0, 1, 1, 0], dtype=np.int32)
     centers = DATA[:2].astype(np.float32)
-    paths = write_results(tmp_path / "out" / "run", labels, centers, {"k": 2, "inertia": np.float64(1.5)})
+    with OutputFiles() as outputs:
+        paths = write_results(tmp_path / "out" / "run", labels, centers, {"k": 2, "inertia": np.float64(1.5)},
+                              outputs=outputs)
+        # Nothing is in place before the outputs commit.
+        assert not any(path.exists() for path in paths.values())
     stored_labels = np.load(paths["labels"])
     assert stored_labels.dtype == np.int64
     np.testing.assert_array_equal(stored_labels, labels)
@@ -220,20 +234,57 @@ def test_write_results_round_trip(tmp_path):
     assert stored_centers.dtype == np.float32
     np.testing.assert_array_equal(stored_centers, centers)
     assert json.loads(paths["summary"].read_text()) == {"k": 2, "inertia": 1.5}
+    assert sorted(path.name for path in (tmp_path / "out" / "run").iterdir()) == ["centers.npy", "labels.npy", "summary.json"]
 
 
 def test_write_results_refuses_a_file_as_directory(tmp_path):
     target = tmp_path / "taken"
     target.write_text("")
-    with pytest.raises(DataError, match="not a directory"):
-        write_results(target, np.zeros(1), np.zeros((1, 1)), {})
+    with pytest.raises(DataError, match="not a directory"), OutputFiles() as outputs:
+        write_results(target, np.zeros(1), np.zeros((1, 1)), {}, outputs=outputs)
 
 
 def test_open_labels_file_is_filled_in_chunks(tmp_path):
-    labels = open_labels_file(tmp_path / "labels.npy", 5)
-    labels[:3] = [2, 1, 0]
-    labels[3:] = [1, 1]
-    labels.flush()
+    with OutputFiles() as outputs:
+        labels = open_labels_file(tmp_path / "labels.npy", 5, outputs=outputs)
+        labels[:3] = [2, 1, 0]
+        labels[3:] = [1, 1]
+        labels.flush()
     np.testing.assert_array_equal(np.load(tmp_path / "labels.npy"), [2, 1, 0, 1, 1])
     with pytest.raises(DataError, match=r"\.npy"):
-        open_labels_file(tmp_path / "labels.csv", 5)
+        open_labels_file(tmp_path / "labels.csv", 5, outputs=OutputFiles())
+
+
+def test_an_error_leaves_earlier_files_and_no_temporaries(tmp_path):
+    earlier = tmp_path / "labels.npy"
+    np.save(earlier, np.arange(3))
+    with pytest.raises(RuntimeError, match="midway"), OutputFiles() as outputs:
+        labels = open_labels_file(earlier, 5, outputs=outputs)
+        labels[:2] = [7, 7]
+        outputs.directory(tmp_path / "new" / "deep")
+        raise RuntimeError("midway")
+    np.testing.assert_array_equal(np.load(earlier), np.arange(3))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["labels.npy"]  # no temporary, no new directory
+
+
+def test_atomic_path_keeps_the_usual_file_mode(tmp_path):
+    with atomic_path(tmp_path / "a.txt") as temporary:
+        assert temporary.parent == tmp_path and temporary.name.startswith(".a.txt.")
+        temporary.write_text("x")
+    plain = tmp_path / "b.txt"
+    plain.write_text("x")
+    assert (tmp_path / "a.txt").stat().st_mode == plain.stat().st_mode
+
+
+def test_check_writable(tmp_path):
+    check_writable(tmp_path / "new" / "sub" / "file.npy")  # creatable
+    check_writable(tmp_path / "dir", directory=True)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(DataError, match="exists and is not a directory"):
+        check_writable(tmp_path / "file", directory=True)
+    with pytest.raises(DataError, match="is not a directory"):
+        check_writable(tmp_path / "file" / "sub" / "x.npy")
+    with pytest.raises(DataError, match="is a directory, expected a file name"):
+        check_writable(tmp_path)
+    with pytest.raises(DataError, match="/dev/null is not a directory"):
+        check_writable("/dev/null/sub", directory=True)

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import array_api_compat.numpy as _NUMPY
 import numpy as np
 from numba import njit
 
@@ -292,13 +293,9 @@ def lloyd_step_numba(
         # Chunk order, whichever thread computed each chunk.
         for part in partials:
             totals += part
-    return Accumulation(
-        labels,
-        totals[:, :n_features].copy(),
-        totals[:, n_features].copy(),
-        # Accumulation's contract: a 0-d int64 array, None without previous labels.
-        np.asarray(n_changed, dtype=np.int64) if previous_labels is not None else None,
-    )
+    # As the reference: a 0-d int64 array, or None without previous labels.
+    changed = None if previous_labels is None else np.asarray(n_changed, dtype=np.int64)
+    return Accumulation(labels, totals[:, :n_features].copy(), totals[:, n_features].copy(), changed)
 
 
 def _lloyd_step_self_check(xp: Any, device: Any) -> bool:
@@ -473,3 +470,107 @@ def _segment_median_self_check(xp: Any, device: Any) -> bool:
 register(
     "segment_median", "numpy", name="numba", self_check=_segment_median_self_check, applies=_segment_median_applies
 )(segment_median_numba)
+
+
+# ---------------------------------------------------------------- torch CPU tensors
+#
+# A torch tensor in host memory shares its buffer with a NumPy array
+# (``Tensor.numpy()`` / ``torch.from_numpy``, no copy), so the kernels above
+# serve torch CPU tensors too, on the same thread pool; the results are
+# handed back as tensors viewing the kernels' output.
+
+
+def _is_host_tensor(x: Any) -> bool:
+    import torch
+
+    return isinstance(x, torch.Tensor) and x.device.type == "cpu" and x.layout == torch.strided
+
+
+def _view(x: Any) -> Any:
+    """The NumPy view of a host tensor (None stays None)."""
+    return None if x is None else x.detach().numpy()
+
+
+def _tensor(array: Any) -> Any:
+    import torch
+
+    return None if array is None else torch.from_numpy(np.asarray(array))
+
+
+def _host_tensors(*arrays: Any) -> bool:
+    return all(array is None or _is_host_tensor(array) for array in arrays)
+
+
+def _lloyd_step_torch_applies(X: Any, sample_weight: Any, centers: Any, **kwargs: Any) -> bool:
+    previous = kwargs.get("previous_labels")
+    return _host_tensors(X, sample_weight, centers, previous) and _lloyd_step_applies(
+        _view(X), _view(sample_weight), _view(centers)
+    )
+
+
+def lloyd_step_torch(
+    X: Any, sample_weight: Any, centers: Any, *, xp: Any, rows_per_block: int, previous_labels: Any = None
+) -> Accumulation:
+    """:func:`lloyd_step_numba` on the NumPy views of host tensors; tensors back."""
+    step = lloyd_step_numba(
+        _view(X), _view(sample_weight), _view(centers), xp=_NUMPY, rows_per_block=rows_per_block,
+        previous_labels=_view(previous_labels),
+    )
+    return Accumulation(*(_tensor(part) for part in step))
+
+
+def _assign_torch_applies(X: Any, centers: Any, **kwargs: Any) -> bool:
+    return _host_tensors(X, centers) and _assign_applies(_view(X), _view(centers), **kwargs)
+
+
+def assign_torch(X: Any, centers: Any, *, xp: Any, metric: Metric = SQEUCLIDEAN, **kwargs: Any) -> Assignment:
+    """:func:`assign_numba` on the NumPy views of host tensors; tensors back."""
+    result = assign_numba(_view(X), _view(centers), xp=_NUMPY, metric=metric, **kwargs)
+    return Assignment(_tensor(result.labels), _tensor(result.min_dist))
+
+
+def _segment_median_torch_applies(values: Any, labels: Any, n_segments: int, weights: Any = None, **_: Any) -> bool:
+    return _host_tensors(values, labels, weights) and _segment_median_applies(
+        _view(values), _view(labels), n_segments, _view(weights)
+    )
+
+
+def segment_median_torch(
+    values: Any, labels: Any, n_segments: int, weights: Any = None, *, xp: Any, budget_mib: float | None = None
+) -> Any:
+    """:func:`segment_median_numba` on the NumPy views of host tensors; a tensor back."""
+    medians = segment_median_numba(_view(values), _view(labels), n_segments, _view(weights), xp=_NUMPY, budget_mib=budget_mib)
+    return _tensor(medians)
+
+
+def _torch_self_check(operation: str) -> Any:
+    """Self-check of a torch adapter: the NumPy kernel's own check (the adapter only views memory)."""
+    numpy_check = {
+        "lloyd_step": _lloyd_step_self_check,
+        "assign": _assign_self_check,
+        "segment_median": _segment_median_self_check,
+    }[operation]
+
+    def check(xp: Any, device: Any) -> bool:
+        import torch
+
+        X = torch.arange(12.0, dtype=torch.float64).reshape(6, 2)
+        viewed = _view(X)
+        viewed[0, 0] = -1.0  # the view must share the tensor's memory
+        return bool(X[0, 0] == -1.0) and numpy_check(_NUMPY, "cpu")
+
+    return check
+
+
+# Registered whether or not torch is installed: the "torch" backend is only
+# looked up for torch arrays, and the adapters import torch when they run.
+register("lloyd_step", "torch", name="numba", self_check=_torch_self_check("lloyd_step"), applies=_lloyd_step_torch_applies)(
+    lloyd_step_torch
+)
+register("assign", "torch", name="numba", self_check=_torch_self_check("assign"), applies=_assign_torch_applies)(
+    assign_torch
+)
+register(
+    "segment_median", "torch", name="numba", self_check=_torch_self_check("segment_median"),
+    applies=_segment_median_torch_applies,
+)(segment_median_torch)

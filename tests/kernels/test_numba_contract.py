@@ -25,7 +25,12 @@ DTYPES = [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="f
 
 
 def _implementations(operation):
-    return [pytest.param(entry.function, id=f"{backend}-{entry.name}") for backend, entry in dispatch.registered(operation)]
+    """Every implementation that takes NumPy arrays (torch adapters are tested below)."""
+    return [
+        pytest.param(entry.function, id=f"{backend}-{entry.name}")
+        for backend, entry in dispatch.registered(operation)
+        if backend in (dispatch.ANY_BACKEND, "numpy")
+    ]
 
 
 def _integer_data(n_rows, n_features, n_clusters, dtype, seed=0):
@@ -69,7 +74,7 @@ def test_lloyd_step_exact_on_integer_data(implementation, dtype, n_rows, n_featu
     np.testing.assert_array_equal(step.sums, sums)
     np.testing.assert_array_equal(step.weights, cluster_weights)
     assert step.sums.dtype == np.float64 and step.weights.dtype == np.float64
-    assert int(step.n_changed) == int(np.count_nonzero(labels != previous))
+    assert step.n_changed.shape == () and int(step.n_changed) == int(np.count_nonzero(labels != previous))
     np.testing.assert_array_equal(rows, rows_before)
     np.testing.assert_array_equal(weights, weights_before)
 
@@ -239,3 +244,66 @@ def test_dispatch_picks_numba_for_numpy_only(monkeypatch):
     assert dispatch.implementation("lloyd_step", xp_numpy, "cpu", X, np.ones(10), centers) is dispatch.reference(
         "lloyd_step"
     )
+
+
+# ---------------------------------------------------------------- torch CPU tensors
+
+
+def test_torch_adapters_give_the_numpy_kernels_bits_as_tensors():
+    torch = pytest.importorskip("torch")
+    import array_api_compat.torch as xp_torch
+
+    X, centers, weights = _integer_data(3000, 5, 7, np.float32, seed=8)
+    X = X + np.random.default_rng(9).normal(size=X.shape).astype(np.float32)
+    design = homogeneous(X, xp=xp_numpy)
+    previous = np.random.default_rng(10).integers(0, 7, 3000)
+    as_tensor = torch.from_numpy
+    design_t, weights_t, centers_t, previous_t = map(as_tensor, (design, weights, centers, previous))
+
+    step_t = cpu_numba.lloyd_step_torch(design_t, weights_t, centers_t, xp=xp_torch, rows_per_block=100, previous_labels=previous_t)
+    step = cpu_numba.lloyd_step_numba(design, weights, centers, xp=xp_numpy, rows_per_block=100, previous_labels=previous)
+    for got, want in zip(step_t, step):
+        assert isinstance(got, torch.Tensor)
+        np.testing.assert_array_equal(got.numpy(), want)
+
+    for metric in (SQEUCLIDEAN, Metric("manhattan", 1.0)):
+        got = cpu_numba.assign_torch(as_tensor(X), centers_t, xp=xp_torch, metric=metric)
+        want = cpu_numba.assign_numba(X, centers, xp=xp_numpy, metric=metric)
+        np.testing.assert_array_equal(got.labels.numpy(), want.labels)
+        np.testing.assert_array_equal(got.min_dist.numpy(), want.min_dist)
+
+    labels = step.labels
+    got = cpu_numba.segment_median_torch(as_tensor(X), as_tensor(labels), 7, weights_t, xp=xp_torch)
+    assert isinstance(got, torch.Tensor)
+    np.testing.assert_array_equal(got.numpy(), cpu_numba.segment_median_numba(X, labels, 7, weights, xp=xp_numpy))
+
+
+def test_dispatch_sends_host_tensors_to_numba():
+    torch = pytest.importorskip("torch")
+    import array_api_compat.torch as xp_torch
+
+    X = torch.ones((10, 3))
+    centers = torch.ones((2, 3))
+    weights = torch.ones(10)
+    assert dispatch.implementation("lloyd_step", xp_torch, X.device, X, weights, centers) is cpu_numba.lloyd_step_torch
+    assert dispatch.implementation("assign", xp_torch, X.device, X, centers) is cpu_numba.assign_torch
+    # A strided view, or a float16 tensor: the reference.
+    assert dispatch.implementation("assign", xp_torch, X.device, X[:, :2], centers[:, :2]) is dispatch.reference("assign")
+    half = X.to(torch.float16)
+    assert dispatch.implementation("assign", xp_torch, X.device, half, centers.to(torch.float16)) is dispatch.reference(
+        "assign"
+    )
+
+
+def test_torch_fit_matches_numpy_fit():
+    torch = pytest.importorskip("torch")
+    from kgpu import KMeans
+
+    rng = np.random.default_rng(11)
+    X = (rng.normal(scale=8.0, size=(6, 4))[rng.integers(0, 6, 4000)] + rng.normal(size=(4000, 4))).astype(np.float32)
+    init = X[:6].copy()
+    expected = KMeans(6, init=init, n_init=1, max_iter=30).fit(X)
+    model = KMeans(6, init=torch.from_numpy(init), n_init=1, max_iter=30).fit(torch.from_numpy(X))
+    assert isinstance(model.labels_, torch.Tensor) and isinstance(model.cluster_centers_, torch.Tensor)
+    np.testing.assert_array_equal(model.labels_.numpy(), expected.labels_)
+    np.testing.assert_allclose(model.cluster_centers_.numpy(), expected.cluster_centers_, rtol=1e-5, atol=1e-5)

@@ -36,6 +36,7 @@ from ._blocks import block_rows, cpu_threads, map_blocks, row_blocks
 from ._distances import Metric, check_metric, distance_bytes_per_row, pairwise_distances, row_sq_norms
 from ._empty import relocate_empty_labels
 from ._init import forgy_indices, plusplus_indices, take_rows
+from ._kernels.dispatch import ANY_BACKEND, call, register
 from ._progress import check_progress
 from ._stream import free_memory_bytes
 from ._segment import segment_sum, segment_weight
@@ -325,8 +326,9 @@ def _nearest_two(matrix: Any, medoids: np.ndarray, weights64: Any, *, xp: Any) -
     return _Nearest(slot, nearest, second, removal_loss, weighted_nearest, float(weighted_nearest))
 
 
+@register("pam_swap", ANY_BACKEND, name="array-api")
 def _swap_changes(matrix: Any, start: int, stop: int, cache: _Nearest, weights64: Any, *, xp: Any) -> tuple[Any, Any]:
-    """FasterPAM's swap evaluation for the candidates ``start:stop``, all at once.
+    """FasterPAM's swap evaluation for the candidates ``start:stop``, all at once (operation ``"pam_swap"``).
 
     For each candidate ``c`` and each medoid slot ``j``, the change of the
     objective when ``c`` replaces medoid ``j`` is
@@ -419,7 +421,7 @@ def fasterpam(
         piece_rows = max(8, -(-(stop - position) // n_pieces))
         pieces = [(position + first, position + last) for first, last in row_blocks(stop - position, piece_rows)]
         results = map_blocks(
-            lambda first, last, cache=cache: _swap_changes(matrix, first, last, cache, weights64, xp=xp), pieces, xp
+            lambda first, last, cache=cache: call("pam_swap", matrix, first, last, cache, weights64, xp=xp), pieces, xp
         )
         best_slot = results[0][0] if len(results) == 1 else xp.concat([result[0] for result in results])
         change = results[0][1] if len(results) == 1 else xp.concat([result[1] for result in results])

@@ -39,6 +39,7 @@ from ._distances import (
     sq_distance_to_own_center,
 )
 from ._segment import segment_sum, segment_weight
+from ._kernels.dispatch import ANY_BACKEND, call, register
 from ._validation import check_data, check_sample_weight
 
 #: Metrics the silhouette accepts.
@@ -258,6 +259,25 @@ def davies_bouldin_from_stats(stats: ClusterStats) -> float:
 
 
 def silhouette_kernel(
+    X: Any,
+    codes: Any,
+    n_labels: int,
+    metric: Metric,
+    *,
+    xp: Any,
+    budget_mib: float | None = None,
+) -> Any:
+    """Silhouette coefficient of every row (operation ``"silhouette"``).
+
+    Runs the implementation the kernel table picks for ``xp``
+    (:mod:`kgpu._kernels.dispatch`); :func:`silhouette_reference` is the
+    array-API reference, documented there.
+    """
+    return call("silhouette", X, codes, n_labels, metric, xp=xp, budget_mib=budget_mib)
+
+
+@register("silhouette", ANY_BACKEND, name="array-api")
+def silhouette_reference(
     X: Any,
     codes: Any,
     n_labels: int,

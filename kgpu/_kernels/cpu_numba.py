@@ -9,7 +9,7 @@ do everything else in one compiled pass over that chunk: the running argmin,
 the changed-label count, the exact distance to the chosen center and the
 per-cluster float64 sums.
 
-Measured on 2 AVX-512 cores (``bench/numba_kernels.py``), a fully fused loop
+Measured on 2 AVX-512 cores (``bench/numba_crossover.py``), a fully fused loop
 (scores computed in numba, no BLAS) was slower than BLAS tile plus fused
 epilogue at every shape tried, from ``k * d = 6`` to ``k * d = 32768``: the
 loop cannot keep a row of scores in registers without reassociating sums
@@ -470,6 +470,212 @@ def _segment_median_self_check(xp: Any, device: Any) -> bool:
 register(
     "segment_median", "numpy", name="numba", self_check=_segment_median_self_check, applies=_segment_median_applies
 )(segment_median_numba)
+
+
+# ---------------------------------------------------------------- pam_swap
+
+
+@njit(fastmath=False, cache=True, nogil=True)
+def _pam_swap_changes(matrix, start, stop, slot, nearest, second, removal_loss, weights, best_slot, change):
+    """FasterPAM's swap evaluation of candidates ``start:stop``: one pass over each candidate's row.
+
+    For candidate ``c`` and point ``o`` (nearest medoid distance ``dn``,
+    second ``ds``): ``d(o, c) < dn`` adds ``w (d - dn)`` to the shared gain and
+    ``w (dn - ds)`` to the loss of ``o``'s slot; ``dn <= d < ds`` adds
+    ``w (d - ds)`` to that slot; otherwise nothing. The best slot (lowest
+    index on ties) and its total change are written per candidate.
+    """
+    n_points = matrix.shape[1]
+    n_clusters = removal_loss.shape[0]
+    per_slot = np.empty(n_clusters, dtype=np.float64)
+    for c in range(start, stop):
+        for j in range(n_clusters):
+            per_slot[j] = 0.0
+        shared = 0.0
+        for o in range(n_points):
+            distance = np.float64(matrix[c, o])
+            if distance < nearest[o]:
+                shared += weights[o] * (distance - nearest[o])
+                per_slot[slot[o]] += weights[o] * (nearest[o] - second[o])
+            elif distance < second[o]:
+                per_slot[slot[o]] += weights[o] * (distance - second[o])
+        best = 0
+        best_loss = removal_loss[0] + per_slot[0]
+        for j in range(1, n_clusters):
+            loss = removal_loss[j] + per_slot[j]
+            if loss < best_loss:
+                best_loss = loss
+                best = j
+        best_slot[c - start] = best
+        change[c - start] = best_loss + shared
+
+
+def _pam_swap_applies(matrix: Any, start: int, stop: int, cache: Any, weights64: Any, **_: Any) -> bool:
+    return (
+        _is_float_matrix(matrix)
+        and all(isinstance(array, np.ndarray) for array in (cache.slot, cache.nearest, cache.second, cache.removal_loss))
+        and isinstance(weights64, np.ndarray)
+    )
+
+
+def pam_swap_numba(matrix: np.ndarray, start: int, stop: int, cache: Any, weights64: np.ndarray, *, xp: Any) -> tuple:
+    """FasterPAM's swap evaluation; same contract as :func:`kgpu._kmedoids._swap_changes`.
+
+    One compiled pass over each candidate's row of the distance matrix, with
+    no ``(b, n)`` temporaries. Sums run in point order, in float64.
+    """
+    best_slot = np.empty(stop - start, dtype=np.int64)
+    change = np.empty(stop - start, dtype=np.float64)
+    _pam_swap_changes(
+        matrix, start, stop, np.ascontiguousarray(cache.slot, dtype=np.int64),
+        np.ascontiguousarray(cache.nearest, dtype=np.float64), np.ascontiguousarray(cache.second, dtype=np.float64),
+        np.ascontiguousarray(cache.removal_loss, dtype=np.float64), np.ascontiguousarray(weights64, dtype=np.float64),
+        best_slot, change,
+    )
+    return best_slot, change
+
+
+def _pam_swap_self_check(xp: Any, device: Any) -> bool:
+    from scipy.spatial.distance import cdist
+
+    from .._kmedoids import _nearest_two, _swap_changes
+
+    rng = np.random.default_rng(3)
+    ok = True
+    for dtype in (np.float64, np.float32):
+        points = rng.standard_normal((60, 3))
+        matrix = cdist(points, points).astype(dtype)
+        weights64 = rng.uniform(0.5, 2.0, 60)
+        cache = _nearest_two(matrix, np.array([3, 17, 42]), weights64, xp=xp)
+        got_slot, got_change = pam_swap_numba(matrix, 5, 55, cache, weights64, xp=xp)
+        want_slot, want_change = _swap_changes(matrix, 5, 55, cache, weights64, xp=xp)
+        ok = ok and np.array_equal(got_slot, want_slot) and np.allclose(got_change, want_change, rtol=1e-9, atol=1e-9)
+    return bool(ok)
+
+
+register("pam_swap", "numpy", name="numba", self_check=_pam_swap_self_check, applies=_pam_swap_applies)(pam_swap_numba)
+
+
+# ---------------------------------------------------------------- silhouette
+
+#: Query rows per silhouette tile, and data rows per chunk against them.
+SILHOUETTE_QUERY_ROWS, SILHOUETTE_CHUNK_ROWS = 256, 4096
+
+
+@njit(fastmath=False, cache=True, nogil=True)
+def _silhouette_euclidean_tile(gram, chunk_norms, query_norms, codes, chunk_start, query_start, squared, sums):
+    """Add the distances of a chunk of rows to a tile of query rows into per-cluster sums.
+
+    ``gram[i, j]`` is ``x_i . q_j``; the squared distance is
+    ``||x||^2 + ||q||^2 - 2 x.q`` in float64, clipped at 0; a row's distance
+    to itself is 0 exactly. ``sums`` is ``(n_labels, b)`` float64.
+    """
+    n_chunk, n_query = gram.shape
+    for i in range(n_chunk):
+        row = chunk_start + i
+        code = codes[row]
+        row_norm = np.float64(chunk_norms[i])
+        for j in range(n_query):
+            distance = row_norm + np.float64(query_norms[j]) - 2.0 * np.float64(gram[i, j])
+            if distance < 0.0 or row == query_start + j:
+                distance = 0.0
+            if not squared:
+                distance = np.sqrt(distance)
+            sums[code, j] += distance
+
+
+@njit(fastmath=False, cache=True, nogil=True)
+def _silhouette_manhattan_tile(X, query_t, codes, chunk_start, chunk_stop, sums):
+    """L1 analogue of :func:`_silhouette_euclidean_tile`; ``query_t`` is ``(d, b)`` float64."""
+    n_features, n_query = query_t.shape
+    row_distances = np.empty(n_query, dtype=np.float64)
+    for row in range(chunk_start, chunk_stop):
+        row_distances[:] = 0.0
+        for f in range(n_features):
+            value = np.float64(X[row, f])
+            for j in range(n_query):
+                row_distances[j] += abs(value - query_t[f, j])
+        code = codes[row]
+        for j in range(n_query):
+            sums[code, j] += row_distances[j]
+
+
+def _silhouette_applies(X: Any, codes: Any, n_labels: int, metric: Metric, **_: Any) -> bool:
+    return (
+        _is_float_matrix(X)
+        and isinstance(codes, np.ndarray)
+        and codes.shape == (X.shape[0],)
+        and metric.name in ("sqeuclidean", "euclidean", "manhattan")
+    )
+
+
+def silhouette_numba(
+    X: np.ndarray, codes: np.ndarray, n_labels: int, metric: Metric, *, xp: Any, budget_mib: float | None = None
+) -> np.ndarray:
+    """Silhouette of every row; same contract as :func:`kgpu.metrics.silhouette_reference`.
+
+    Query tiles of :data:`SILHOUETTE_QUERY_ROWS` rows run on the thread pool.
+    For each, the data is read in chunks: Euclidean distances come from one
+    GEMM per chunk and a compiled epilogue that adds them straight into
+    per-cluster float64 sums (no ``(chunk, tile)`` distance array, mask or
+    segmented-sum pass); L1 distances are computed in the compiled loop.
+    Tile and chunk sizes are fixed (smaller when ``budget_mib`` asks), so
+    the sums do not depend on the threads.
+    """
+    from ..metrics import _silhouette_from_sums
+
+    n_rows = X.shape[0]
+    codes = np.ascontiguousarray(codes, dtype=np.int64)
+    counts = np.bincount(codes, minlength=n_labels).astype(np.float64)
+    euclidean = metric.name in ("sqeuclidean", "euclidean")
+    norms = np.einsum("ij,ij->i", X, X) if euclidean else None
+    query_rows, chunk_rows = SILHOUETTE_QUERY_ROWS, SILHOUETTE_CHUNK_ROWS
+    if budget_mib is not None:
+        # The (chunk, tile) product is the largest temporary: keep it within the budget.
+        budget_values = max(1, int(budget_mib * 2**20) // 8)
+        query_rows = min(query_rows, budget_values)
+        chunk_rows = max(1, min(chunk_rows, budget_values // query_rows))
+    chunks = row_blocks(n_rows, chunk_rows)
+
+    def one_tile(start: int, stop: int) -> np.ndarray:
+        sums = np.zeros((n_labels, stop - start), dtype=np.float64)
+        query = X[start:stop]
+        if euclidean:
+            query_t = np.ascontiguousarray(query.T)
+            for chunk_start, chunk_stop in chunks:
+                gram = X[chunk_start:chunk_stop] @ query_t
+                _silhouette_euclidean_tile(
+                    gram, norms[chunk_start:chunk_stop], norms[start:stop], codes, chunk_start, start,
+                    metric.name == "sqeuclidean", sums,
+                )
+        else:
+            query_t = np.ascontiguousarray(query.T, dtype=np.float64)
+            for chunk_start, chunk_stop in chunks:
+                _silhouette_manhattan_tile(X, query_t, codes, chunk_start, chunk_stop, sums)
+        return _silhouette_from_sums(sums, codes[start:stop], counts, xp=_NUMPY)
+
+    parts = map_blocks(one_tile, row_blocks(n_rows, query_rows), np)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _silhouette_self_check(xp: Any, device: Any) -> bool:
+    from ..metrics import silhouette_reference
+
+    rng = np.random.default_rng(4)
+    ok = True
+    for dtype in (np.float64, np.float32):
+        X = rng.standard_normal((300, 3)).astype(dtype)
+        codes = rng.integers(0, 4, 300)
+        for metric in (Metric("euclidean", 2.0), Metric("sqeuclidean", 2.0), Metric("manhattan", 1.0)):
+            got = silhouette_numba(X, codes, 4, metric, xp=xp)
+            want = silhouette_reference(X, codes, 4, metric, xp=xp)
+            ok = ok and np.allclose(got, want, rtol=1e-4 if dtype == np.float32 else 1e-9, atol=1e-5)
+    return bool(ok)
+
+
+register("silhouette", "numpy", name="numba", self_check=_silhouette_self_check, applies=_silhouette_applies)(
+    silhouette_numba
+)
 
 
 # ---------------------------------------------------------------- torch CPU tensors

@@ -18,10 +18,12 @@ from ._assign import SQEUCLIDEAN, assign, distance_matrix, weighted_sum
 from ._distances import Metric
 from ._progress import chain_callbacks, progress_bar
 from ._segment import segment_weight
+from . import _sparse
+from ._sparse import is_sparse
 
 from ._backend import backend_name, device_of, move_to, namespace_of, resolve_compute
 from ._blocks import check_working_memory
-from ._scale import Frame, fit_frame, frame_of_centers, frame_view, is_translation_invariant, metric_power
+from ._scale import IDENTITY, Frame, fit_frame, frame_of_centers, frame_view, is_translation_invariant, metric_power
 from ._stream import StreamedRows, should_stream
 from ._validation import check_data, check_positive_int, check_sample_weight, is_dask_array
 
@@ -73,6 +75,8 @@ class CentroidEstimatorMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
     _explicit_init = "an array of shape (n_clusters, n_features)"
     #: Whether Dask input is fitted and predicted by :mod:`kgpu._dask`.
     _dask_engine = False
+    #: Whether SciPy sparse input is fitted and predicted by :mod:`kgpu._sparse`.
+    _sparse_engine = False
 
     # ----------------------------------------------------------- metrics
     def _objective_metric(self) -> Metric:
@@ -100,6 +104,8 @@ class CentroidEstimatorMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             from ._dask import predict_labels
 
             return predict_labels(self, X)
+        if self._sparse_engine and is_sparse(X):
+            return _sparse.predict(self, X)
         placement = self._place(X, reset=False, streamable=True)
         X_work, centers, _ = self._in_working_frame(placement)
         assignment = assign(
@@ -123,6 +129,8 @@ class CentroidEstimatorMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             from ._dask import transform
 
             return transform(self, X)
+        if self._sparse_engine and is_sparse(X):
+            return _sparse.transform(self, X)
         placement = self._place(X, reset=False, streamable=True)
         X_work, centers, frame = self._in_working_frame(placement)
         metric = self._transform_metric()
@@ -143,6 +151,8 @@ class CentroidEstimatorMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             from ._dask import score
 
             return score(self, X, sample_weight)
+        if self._sparse_engine and is_sparse(X):
+            return _sparse.score(self, X, sample_weight)
         placement = self._place(X, reset=False, streamable=True)
         weights = self._place_weights(sample_weight, placement)
         X_work, centers, frame = self._in_working_frame(placement)
@@ -158,6 +168,10 @@ class CentroidEstimatorMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         False or the objective's metric depends on the origin); the scale is a
         power of two.
         """
+        if is_sparse(X_fit):
+            # Centering would make sparse rows dense: sparse fits keep their coordinates.
+            self._working_frame = IDENTITY.to_host()
+            return IDENTITY
         center = center and is_translation_invariant(self._objective_metric())
         frame = fit_frame(X_fit, sample_weight, xp=xp, center=center, budget_mib=self.working_memory)
         self._working_frame = frame.to_host()
@@ -318,7 +332,7 @@ class CentroidEstimatorMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = self._sparse_engine
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
 

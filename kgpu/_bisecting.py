@@ -190,7 +190,6 @@ def bisect(
     return Split(centers, best.labels, sizes.astype(np.int64), weights, inertias, best.n_iter)
 
 
-<<<<<<< HEAD
 def _restore_inertias(split: Bisection, frame: Frame) -> Bisection:
     """A split record with its inertias in the data's units (see :mod:`kgpu._scale`)."""
     if frame.exponent == 0:
@@ -199,7 +198,8 @@ def _restore_inertias(split: Bisection, frame: Frame) -> Bisection:
         name: frame.restore_distances(getattr(split, name), 2)
         for name in ("parent_inertia", "left_inertia", "right_inertia")
     })
-=======
+
+
 def _bisect_sparse(X, sample_weight, *, seed, n_init, max_iter, tol) -> Split:
     """:func:`bisect` of SciPy sparse rows (:mod:`kgpu._sparse`; never centered, never densified)."""
     weights = np.asarray(to_numpy(sample_weight), dtype=np.float64)
@@ -219,7 +219,6 @@ def _bisect_sparse(X, sample_weight, *, seed, n_init, max_iter, tol) -> Split:
     side_weights = np.bincount(labels, weights=weights, minlength=2)
     inertias = np.bincount(labels, weights=weights * point_cost, minlength=2)
     return Split(best.centers, labels, sizes.astype(np.int64), side_weights, inertias, best.n_iter)
->>>>>>> main
 
 
 def descend(
@@ -554,11 +553,7 @@ class BisectingKMeans(KMeans):
         self.node_centers_ = placement.to_input(frame.restore(xp.stack(node_centers, axis=0)))
         self.cluster_centers_ = placement.to_input(frame.restore(centers))
         self.labels_ = placement.to_input(labels)
-<<<<<<< HEAD
-        self.inertia_ = frame.restore_distances(weighted_inertia(X_fit, sample_weight, centers, labels, xp=xp), 2)
-=======
-        self.inertia_ = self._inertia(X_fit, sample_weight, centers, labels, xp)
->>>>>>> main
+        self.inertia_ = frame.restore_distances(self._inertia(X_fit, sample_weight, centers, labels, xp), 2)
         self.n_iter_ = int(sum(split.n_iter for split in splits))
         self.backend_ = fitted_backend_name(placement)
         return self
@@ -586,7 +581,8 @@ class BisectingKMeans(KMeans):
         left_ids = [split.left for split in self.split_tree_]
         right_ids = [split.right for split in self.split_tree_]
         node_centers = xp.astype(move_to(self.node_centers_, xp, placement.device), placement.X.dtype)
-        frame = self._stored_frame(placement, node_centers)
+        # Sparse rows are never centered: they meet the centers in the data's coordinates.
+        frame = IDENTITY if is_sparse(placement.X) else self._stored_frame(placement, node_centers)
         node_centers = frame.apply(node_centers)
         left_centers = take_host_ids(node_centers, np.array(left_ids), xp=xp)
         right_centers = take_host_ids(node_centers, np.array(right_ids), xp=xp)
@@ -634,13 +630,9 @@ class BisectingKMeans(KMeans):
         def seed(X_work: Any, sample_weight: Any, offset: Any) -> Any:
             if callable(self.init):
                 X_cluster = X_work if offset is None else X_work + offset
-<<<<<<< HEAD
-                centers = self.init(placement.to_input(frame.restore(X_cluster)), 2, random_state)
+                rows = X_cluster if is_sparse(X_cluster) else placement.to_input(frame.restore(X_cluster))
+                centers = self.init(rows, 2, random_state)
                 centers = frame.apply(self._check_centers(centers, placement, 2, "the init callable"))
-=======
-                centers = self.init(X_cluster if is_sparse(X_cluster) else placement.to_input(X_cluster), 2, random_state)
-                centers = self._check_centers(centers, placement, 2, "the init callable")
->>>>>>> main
                 return centers if offset is None else centers - offset
             return seed_centers(self.init, X_work, sample_weight, 2, random_state, xp=xp)
 

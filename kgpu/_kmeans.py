@@ -256,13 +256,9 @@ array-like of shape (n_clusters, n_features), default="k-means++"
                 if init_centers is not None:
                     centers = frame.apply(init_centers)
                 else:
-<<<<<<< HEAD
                     centers = self._initial_centers(X, X_work, frame, sample_weight, n_clusters, random_state, x_sq_norms, placement)
-=======
-                    centers = self._initial_centers(X, X_work, offset, sample_weight, n_clusters, random_state, x_sq_norms, placement)
                 if self.verbose:
                     print("Initialization complete")
->>>>>>> main
                 iterate = hamerly if algorithm == "elkan" else lloyd
                 result = iterate(
                     design, sample_weight, centers, max_iter=max_iter, tol=absolute_tol,

@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # machines pip fetches it from PyPI.
 TORCH ?= torch==2.13.0
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench notebook clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: $(VENV)/.kgpu-test-installed
 
 bench: $(VENV)/.kgpu-test-installed
 	$(PY) bench/compare.py
+
+# Re-run the benchmark notebook at full size and store it with its outputs.
+notebook: $(VENV)/.kgpu-test-installed
+	$(PY) notebooks/execute.py --size full
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .benchmarks

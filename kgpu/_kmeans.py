@@ -241,7 +241,7 @@ array-like of shape (n_clusters, n_features), default="k-means++"
         x_sq_norms = blockwise_row_sq_norms(X_work, xp=xp, budget_mib=budget_mib) if self._init_name() == "k-means++" else None
 
         best = None
-        with self._progress_bar() as bar:
+        with self._progress_bar(total=max_iter) as bar:  # per run: restarts begin again at 0
             for run in range(n_init):
                 if init_centers is not None:
                     centers = init_centers if offset is None else init_centers - offset

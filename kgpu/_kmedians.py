@@ -325,7 +325,7 @@ class KMedians(CentroidEstimatorMixin):
         )
 
         best = None
-        with self._progress_bar() as bar:
+        with self._progress_bar(total=max_iter) as bar:  # per run: restarts begin again at 0
             for run in range(n_init):
                 centers = init_centers
                 if centers is None:

@@ -71,6 +71,7 @@ class ProgressBar:
 
     def __init__(self, bar: Any = None):
         self._bar = bar
+        self._last_iteration: int | None = None
 
     @property
     def enabled(self) -> bool:
@@ -102,6 +103,11 @@ class ProgressBar:
         if self._bar is None:
             return
         fields = record._asdict() if hasattr(record, "_asdict") else {}
+        iteration = fields.get("iteration")
+        if iteration is not None and self._last_iteration is not None and iteration <= self._last_iteration:
+            # A new run (restart) counts from 0 again towards the same total (max_iter).
+            self._bar.reset(total=self._bar.total)
+        self._last_iteration = iteration
         self.update(1, **{name: value for name, value in fields.items() if name not in ("iteration", "seconds")})
 
 
@@ -121,7 +127,9 @@ def progress_bar(
     progress : bool or "auto"
         See :func:`check_progress`.
     total : int or None
-        Expected number of steps; ``None`` when unknown (a converging loop).
+        Expected number of steps, or the most there can be (``max_iter`` for a
+        converging loop, per run): the bar then shows ``n/total`` and an ETA
+        (an upper bound when the loop may stop early). ``None`` when unknown.
     description : str or None
         Text before the bar.
     unit : str
@@ -139,8 +147,29 @@ def progress_bar(
         return
     from tqdm import tqdm
 
-    with tqdm(total=total, desc=description, unit=unit, leave=leave, file=sys.stderr, dynamic_ncols=True) as bar:
+    width = terminal_width(sys.stderr)
+    # Follow the terminal's width as it changes, unless it reports none (0
+    # columns: a pseudo-terminal without a size), where tqdm would draw nothing.
+    sizing = {"dynamic_ncols": True} if width else {"ncols": FALLBACK_WIDTH}
+    with tqdm(total=total, desc=description, unit=unit, leave=leave, file=sys.stderr, **sizing) as bar:
         yield ProgressBar(bar)
+
+
+#: Width of a bar when the terminal reports no usable width.
+FALLBACK_WIDTH = 80
+#: Narrowest terminal a bar is fitted to; below it the fallback width is used.
+MIN_WIDTH = 20
+
+
+def terminal_width(stream: Any) -> int | None:
+    """Columns of the terminal behind ``stream`` (``COLUMNS`` first), or None when it has no usable width."""
+    import os
+
+    try:
+        columns = int(os.environ.get("COLUMNS", "") or os.get_terminal_size(stream.fileno()).columns)
+    except (AttributeError, ValueError, OSError):
+        return None
+    return columns if columns >= MIN_WIDTH else None
 
 
 def track(

@@ -719,3 +719,36 @@ def test_skips_are_summarised_by_reason(tmp_path):
     lines = done.stdout.splitlines()
     start = next(i for i, line in enumerate(lines) if "skipped, by reason" in line)
     assert [line.strip() for line in lines[start + 1:start + 3]] == ["3  no GPU here", "1  no torch"]
+
+
+def test_iteration_bars_have_a_total_and_an_eta(capsys, blobs):
+    KMeans(n_clusters=3, random_state=0, n_init=2, init="random", max_iter=40, progress=True).fit(blobs)
+    err = capsys.readouterr().err
+    # n/40 and elapsed<remaining (remaining "?" until a rate is measured):
+    # the bar knows the most iterations a run can take.
+    assert re.search(r"\d+/40 \[\d\d:\d\d<(\d\d:\d\d|\?)", err), err
+    kgpu.KMedians(n_clusters=3, random_state=0, max_iter=25, progress=True).fit(blobs)
+    assert re.search(r"\d+/25 \[\d\d:\d\d<(\d\d:\d\d|\?)", capsys.readouterr().err)
+
+
+def test_restarts_count_from_zero_again(capsys):
+    from kgpu._lloyd import IterationRecord
+
+    with _progress.progress_bar(True, total=10, description="runs", leave=True) as bar:
+        for iteration in (1, 2, 3):
+            bar.on_iteration(IterationRecord(iteration, 0.5, 1, 0.01))
+        bar.on_iteration(IterationRecord(1, 0.5, 1, 0.01))  # the next run starts
+        assert bar._bar.n == 1
+    assert "1/10" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("columns", ["0", "5"])
+def test_a_terminal_without_width_still_gets_a_bar(capsys, monkeypatch, columns):
+    monkeypatch.setenv("COLUMNS", columns)
+    assert _progress.terminal_width(sys.stderr) is None
+    with _progress.progress_bar(True, total=3, description="narrow", leave=True) as bar:
+        bar.update(3)
+    err = capsys.readouterr().err
+    assert "narrow" in err and "3/3" in err and "|" in err
+    monkeypatch.setenv("COLUMNS", "120")
+    assert _progress.terminal_width(sys.stderr) == 120

@@ -144,3 +144,10 @@ def test_readme_embeddings_example_runs():
     assert namespace["similarity"].shape == (5, 50)
     assert namespace["topics"].shape == (10_000,)
     np.testing.assert_allclose(np.linalg.norm(namespace["model"].cluster_centers_, axis=1), 1.0, rtol=1e-5)
+
+
+def test_sparse_fit_predicts_dense_rows_by_cosine():
+    X = np.abs(_embeddings()) + 0.1
+    model = KMeans(n_clusters=5, metric="cosine", random_state=0).fit(sp.csr_matrix(X))
+    np.testing.assert_array_equal(model.predict(X), model.labels_)
+    np.testing.assert_allclose(model.transform(X), model.transform(sp.csr_matrix(X)), rtol=1e-9, atol=1e-12)

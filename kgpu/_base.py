@@ -18,6 +18,8 @@ from ._assign import SQEUCLIDEAN, assign, distance_matrix, weighted_sum
 from ._distances import Metric
 from ._progress import chain_callbacks, progress_bar
 from ._segment import segment_weight
+from . import _sparse
+from ._sparse import is_sparse
 
 from ._backend import backend_name, device_of, move_to, namespace_of, resolve_compute
 from ._stream import StreamedRows, should_stream
@@ -71,6 +73,8 @@ class CentroidEstimatorMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
     _explicit_init = "an array of shape (n_clusters, n_features)"
     #: Whether Dask input is fitted and predicted by :mod:`kgpu._dask`.
     _dask_engine = False
+    #: Whether SciPy sparse input is fitted and predicted by :mod:`kgpu._sparse`.
+    _sparse_engine = False
 
     # ----------------------------------------------------------- metrics
     def _objective_metric(self) -> Metric:
@@ -98,6 +102,8 @@ class CentroidEstimatorMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             from ._dask import predict_labels
 
             return predict_labels(self, X)
+        if self._sparse_engine and is_sparse(X):
+            return _sparse.predict(self, X)
         placement = self._place(X, reset=False, streamable=True)
         assignment = assign(
             placement.X, self._centers_on(placement), xp=placement.xp,
@@ -121,6 +127,8 @@ class CentroidEstimatorMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             from ._dask import transform
 
             return transform(self, X)
+        if self._sparse_engine and is_sparse(X):
+            return _sparse.transform(self, X)
         placement = self._place(X, reset=False, streamable=True)
         distances = distance_matrix(
             placement.X, self._centers_on(placement), xp=placement.xp,
@@ -142,6 +150,8 @@ class CentroidEstimatorMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             from ._dask import score
 
             return score(self, X, sample_weight)
+        if self._sparse_engine and is_sparse(X):
+            return _sparse.score(self, X, sample_weight)
         placement = self._place(X, reset=False, streamable=True)
         weights = self._place_weights(sample_weight, placement)
         assignment = assign(
@@ -256,7 +266,7 @@ class CentroidEstimatorMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = self._sparse_engine
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
 

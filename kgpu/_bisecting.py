@@ -24,7 +24,9 @@ from ._distances import homogeneous, homogeneous_operand
 from ._kmeans import KMeans, mean_feature_variance, weighted_mean
 from ._elkan import check_algorithm, hamerly
 from ._lloyd import assign_cost_to_current, lloyd
-from ._minibatch import SEEDING_METHODS, seed_centers, take_host_ids
+from . import _sparse
+from ._minibatch import SEEDING_METHODS, batch_rows_of, seed_centers, take_host_ids
+from ._sparse import is_sparse
 from ._progress import check_progress
 from ._segment import segment_weight
 from ._validation import check_n_clusters, check_non_negative_float, check_positive_int
@@ -159,6 +161,8 @@ def bisect(
     -------
     Split
     """
+    if is_sparse(X):
+        return _bisect_sparse(X, sample_weight, seed=seed, n_init=n_init, max_iter=max_iter, tol=tol)
     n_rows, n_features = X.shape
     has_weight = bool(xp.any(sample_weight > 0))
     offset = weighted_mean(X, sample_weight, xp=xp) if center_rows and has_weight else None
@@ -183,6 +187,27 @@ def bisect(
     inertias = to_numpy(segment_weight(best.labels, 2, weighted_cost, xp=xp, dtype=xp.float64))
     centers = best.centers if offset is None else best.centers + offset
     return Split(centers, best.labels, sizes.astype(np.int64), weights, inertias, best.n_iter)
+
+
+def _bisect_sparse(X, sample_weight, *, seed, n_init, max_iter, tol) -> Split:
+    """:func:`bisect` of SciPy sparse rows (:mod:`kgpu._sparse`; never centered, never densified)."""
+    weights = np.asarray(to_numpy(sample_weight), dtype=np.float64)
+    has_weight = bool(np.any(weights > 0))
+    absolute_tol = tol * _sparse.mean_feature_variance(X, weights) if tol > 0 and has_weight else 0.0
+    seed_weight = sample_weight if has_weight else np.ones_like(sample_weight)
+    x_sq_norms = _sparse.row_sq_norms(X)
+    best = None
+    for _ in range(n_init):
+        centers = to_numpy(seed(X, seed_weight, None))
+        result = _sparse.lloyd(X, weights, centers, max_iter=max_iter, tol=absolute_tol, x_sq_norms=x_sq_norms)
+        if best is None or result.inertia < best.inertia * (1 - 1e-6):
+            best = result
+    labels = best.labels
+    point_cost = _sparse._own_sq_distances(X, x_sq_norms, best.centers, labels)
+    sizes = np.bincount(labels, minlength=2)
+    side_weights = np.bincount(labels, weights=weights, minlength=2)
+    inertias = np.bincount(labels, weights=weights * point_cost, minlength=2)
+    return Split(best.centers, labels, sizes.astype(np.int64), side_weights, inertias, best.n_iter)
 
 
 def descend(
@@ -213,15 +238,20 @@ def descend(
     labels : integer array of shape (n,)
     """
     n_splits = left_centers.shape[0]
-    device = device_of(X)
+    device = device_of(left_centers)
     operand = homogeneous_operand(xp.concat([left_centers, right_centers], axis=0), xp=xp)
     split_of_node = xp.asarray(tree.split_of_node, device=device)
     left_child = xp.asarray(tree.left_child, device=device)
     right_child = xp.asarray(tree.right_child, device=device)
     label_of_node = xp.asarray(tree.label_of_node, device=device)
 
+    sparse_centers = to_numpy(xp.concat([left_centers, right_centers], axis=0)) if is_sparse(X) else None
+
     def one_block(start: int, stop: int) -> Any:
-        scores = center_scores(X[start:stop, :], operand, xp=xp)
+        if sparse_centers is not None:
+            scores = _sparse.center_scores(X[start:stop], sparse_centers)
+        else:
+            scores = center_scores(X[start:stop, :], operand, xp=xp)
         # (b * s,) flags: is the right child nearer at split s?
         goes_right = xp.reshape(scores[:, n_splits:] < scores[:, :n_splits], (-1,))
         block_offsets = xp.arange(stop - start, dtype=xp.int64, device=device) * n_splits
@@ -444,18 +474,22 @@ class BisectingKMeans(KMeans):
         algorithm = check_algorithm(self.algorithm, 2, type(self).__name__)
         check_progress(self.progress)
         self._check_init_and_strategy()
-        placement = self._place(X, reset=True)
+        placement = self._place_rows(X, reset=True, streamable=False)
         xp, X_fit = placement.xp, placement.X
         n_samples = X_fit.shape[0]
         check_n_clusters(n_clusters, n_samples)
         sample_weight = self._place_weights(sample_weight, placement)
         random_state = check_random_state(self.random_state)
 
-        root_center = weighted_mean(X_fit, sample_weight, xp=xp)
-        root_labels = xp.zeros(n_samples, dtype=xp.int64, device=device_of(X_fit))
+        sparse = is_sparse(X_fit)
+        if sparse:
+            root_center = _sparse.weighted_mean(X_fit, sample_weight).astype(X_fit.dtype)
+        else:
+            root_center = weighted_mean(X_fit, sample_weight, xp=xp)
+        root_labels = xp.zeros(n_samples, dtype=xp.int64, device=placement.device)
         root = _Node(
             0, None, root_center, n_samples, float(xp.sum(xp.astype(sample_weight, xp.float64))),
-            weighted_inertia(X_fit, sample_weight, root_center[None, :], root_labels, xp=xp),
+            self._inertia(X_fit, sample_weight, root_center[None, :], root_labels, xp),
         )
         leaves = [root]  # always in left-to-right order
         node_centers = [root_center]  # indexed by node id
@@ -464,7 +498,7 @@ class BisectingKMeans(KMeans):
             for step in range(n_clusters - 1):
                 position = self._leaf_to_split(leaves)
                 parent = leaves[position]
-                rows = X_fit if parent.indices is None else xp.take(X_fit, parent.indices, axis=0)
+                rows = X_fit if parent.indices is None else batch_rows_of(X_fit, parent.indices, xp=xp)
                 weights = sample_weight if parent.indices is None else xp.take(sample_weight, parent.indices, axis=0)
                 split = bisect(
                     rows, weights, seed=self._seeder(placement, random_state), n_init=n_init,
@@ -497,14 +531,14 @@ class BisectingKMeans(KMeans):
                 bar.update(inertia=record.inertia_after)
 
         centers = xp.stack([leaf.center for leaf in leaves], axis=0)
-        labels = self._leaf_labels(leaves, n_samples, xp, device_of(X_fit))
+        labels = self._leaf_labels(leaves, n_samples, xp, placement.device)
         warn_if_fewer_distinct_clusters(labels, n_clusters, xp=xp)
         self.split_tree_ = splits
         self.leaf_nodes_ = np.array([leaf.node_id for leaf in leaves], dtype=np.int64)
         self.node_centers_ = placement.to_input(xp.stack(node_centers, axis=0))
         self.cluster_centers_ = placement.to_input(centers)
         self.labels_ = placement.to_input(labels)
-        self.inertia_ = weighted_inertia(X_fit, sample_weight, centers, labels, xp=xp)
+        self.inertia_ = self._inertia(X_fit, sample_weight, centers, labels, xp)
         self.n_iter_ = int(sum(split.n_iter for split in splits))
         self.backend_ = fitted_backend_name(placement)
         return self
@@ -524,7 +558,7 @@ class BisectingKMeans(KMeans):
         labels : integer array of shape (n_samples,), in the namespace of ``X``
         """
         check_is_fitted(self, "split_tree_")
-        placement = self._place(X, reset=False)
+        placement = self._place_rows(X, reset=False, streamable=False)
         xp = placement.xp
         if not self.split_tree_:
             labels = xp.zeros(placement.X.shape[0], dtype=xp.int64, device=placement.device)
@@ -577,12 +611,18 @@ class BisectingKMeans(KMeans):
         def seed(X_work: Any, sample_weight: Any, offset: Any) -> Any:
             if callable(self.init):
                 X_cluster = X_work if offset is None else X_work + offset
-                centers = self.init(placement.to_input(X_cluster), 2, random_state)
+                centers = self.init(X_cluster if is_sparse(X_cluster) else placement.to_input(X_cluster), 2, random_state)
                 centers = self._check_centers(centers, placement, 2, "the init callable")
                 return centers if offset is None else centers - offset
             return seed_centers(self.init, X_work, sample_weight, 2, random_state, xp=xp)
 
         return seed
+
+    @staticmethod
+    def _inertia(X, sample_weight, centers, labels, xp) -> float:
+        if is_sparse(X):
+            return _sparse.inertia(X, to_numpy(sample_weight), to_numpy(centers), to_numpy(labels))
+        return weighted_inertia(X, sample_weight, centers, labels, xp=xp)
 
     @staticmethod
     def _leaf_labels(leaves: list[_Node], n_samples: int, xp: Any, device: Any) -> Any:

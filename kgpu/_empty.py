@@ -77,8 +77,11 @@ def relocation_plan(
         when there are fewer such points than empty clusters.
     """
     empty = empty_cluster_ids(cluster_weights)
-    if empty.size == 0:
-        return empty.astype(np.int64), empty.astype(np.int64)
+    if empty.size == 0 or not bool(xp.any(point_cost > 0)):
+        # Every point sits on its center (more clusters than distinct points):
+        # moving one would only empty another cluster (scikit-learn's rule too).
+        no_plan = np.empty(0, dtype=np.int64)
+        return no_plan, no_plan
     donors = farthest_points(point_cost, sample_weight, empty.size, xp=xp)
     return empty[: donors.size].astype(np.int64), donors
 

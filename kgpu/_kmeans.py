@@ -8,14 +8,16 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from ._assign import assignment_block_rows, itemsize as _itemsize
-from ._backend import device_of, is_array_api_obj, move_to, namespace_of, resolve_compute
+from ._backend import device_of, is_array_api_obj, move_to, namespace_of, resolve_compute, to_numpy
 from ._base import CentroidEstimatorMixin, Placement, fitted_backend_name, warn_if_fewer_distinct_clusters
 from ._blocks import block_rows, map_blocks, row_blocks
 from ._distances import Metric, blockwise_row_sq_norms, check_metric
 from ._stream import working_copy
 from ._init import forgy_indices, kmeans_plusplus_indices, random_partition_centers, take_rows
 from ._init_parallel import kmeans_parallel_centers
+from . import _sparse
 from ._elkan import check_algorithm, hamerly
+from ._sparse import is_sparse
 from ._lloyd import lloyd
 from ._progress import check_progress
 from ._validation import (
@@ -71,7 +73,10 @@ array-like of shape (n_clusters, n_features), default="k-means++"
         ``tol`` times the mean (weighted) per-feature variance of the data.
         Runs also stop when no label changes.
     verbose : int, default=0
-        Print per-iteration statistics when > 0.
+        Print scikit-learn's lines when > 0: ``Initialization complete``,
+        one ``Iteration i, ...`` line per iteration (center shift and
+        changed labels rather than the inertia) and the
+        ``Converged at iteration i: ...`` line.
     random_state : int, RandomState instance or None, default=None
         Seeds every random draw. Draws are made on the host, so a seed gives
         the same initial centers on every backend.
@@ -158,6 +163,7 @@ array-like of shape (n_clusters, n_features), default="k-means++"
     _init_methods = INIT_METHODS
     _single_run_inits = ("k-means++", "k-means||")
     _dask_engine = True
+    _sparse_engine = True
 
     def __init__(
         self,
@@ -213,6 +219,8 @@ array-like of shape (n_clusters, n_features), default="k-means++"
         tol = check_non_negative_float(self.tol, "tol")
         algorithm = check_algorithm(self.algorithm, n_clusters, type(self).__name__)
         check_progress(self.progress)
+        if is_sparse(X):
+            return self._fit_sparse(X, sample_weight, n_clusters=n_clusters, max_iter=max_iter, tol=tol)
         if is_dask_array(X):
             from ._dask import fit_kmeans
 
@@ -222,7 +230,7 @@ array-like of shape (n_clusters, n_features), default="k-means++"
         n_samples, n_features = X_fit.shape
         check_n_clusters(n_clusters, n_samples)
         sample_weight = self._place_weights(sample_weight, placement)
-        n_init = self._resolve_n_init()
+        n_init = self._n_init = self._resolve_n_init()
         random_state = check_random_state(self.random_state)
         init_centers = self._explicit_init_centers(placement, n_clusters)
 
@@ -247,12 +255,15 @@ array-like of shape (n_clusters, n_features), default="k-means++"
                     centers = init_centers if offset is None else init_centers - offset
                 else:
                     centers = self._initial_centers(X, X_work, offset, sample_weight, n_clusters, random_state, x_sq_norms, placement)
+                if self.verbose:
+                    print("Initialization complete")
                 iterate = hamerly if algorithm == "elkan" else lloyd
                 result = iterate(
                     design, sample_weight, centers, max_iter=max_iter, tol=absolute_tol,
                     rows_per_block=rows_per_block, xp=xp,
                     on_iteration=self._iteration_callback(bar, run, n_init),
                 )
+                self._print_convergence(result, absolute_tol)
                 if best is None or result.inertia < best.inertia:
                     best = result
 
@@ -266,7 +277,97 @@ array-like of shape (n_clusters, n_features), default="k-means++"
         self.backend_ = fitted_backend_name(placement)
         return self
 
+    def _fit_sparse(self, X: Any, sample_weight: Any, *, n_clusters: int, max_iter: int, tol: float) -> "KMeans":
+        """:meth:`fit` for SciPy sparse ``X``: Lloyd's iterations on the CSR rows (:mod:`kgpu._sparse`).
+
+        ``algorithm="elkan"`` runs the same iterations (same result); the
+        data is not centered (that would densify it).
+        """
+        placement = self._place_rows(X, reset=True)
+        X_csr = placement.X
+        check_n_clusters(n_clusters, X_csr.shape[0])
+        weights = to_numpy(self._place_weights(sample_weight, placement))
+        n_init = self._n_init = self._resolve_n_init()
+        random_state = check_random_state(self.random_state)
+        init_centers = self._explicit_init_centers(placement, n_clusters)
+        x_sq_norms = _sparse.row_sq_norms(X_csr)
+        absolute_tol = tol * _sparse.mean_feature_variance(X_csr, weights) if tol > 0 else 0.0
+        best = None
+        with self._progress_bar() as bar:
+            for run in range(n_init):
+                if init_centers is not None:
+                    centers = to_numpy(init_centers)
+                else:
+                    centers = self._sparse_initial_centers(X, X_csr, weights, n_clusters, random_state, x_sq_norms, placement)
+                if self.verbose:
+                    print("Initialization complete")
+                result = _sparse.lloyd(
+                    X_csr, weights, centers, max_iter=max_iter, tol=absolute_tol, x_sq_norms=x_sq_norms,
+                    budget_mib=self.working_memory, on_iteration=self._iteration_callback(bar, run, n_init),
+                )
+                self._print_convergence(result, absolute_tol)
+                if best is None or result.inertia < best.inertia:
+                    best = result
+        warn_if_fewer_distinct_clusters(placement.xp.asarray(best.labels), n_clusters, xp=placement.xp)
+        self.cluster_centers_ = best.centers
+        self.labels_ = best.labels
+        self.inertia_ = best.inertia
+        self.n_iter_ = best.n_iter
+        self.history_ = best.history
+        self.backend_ = "numpy"
+        return self
+
+    def _sparse_initial_centers(self, X_user, X_csr, weights, n_clusters, random_state, x_sq_norms, placement):
+        if callable(self.init):
+            centers = self.init(X_user, n_clusters, random_state)
+            return to_numpy(self._check_centers(centers, placement, n_clusters, "the init callable"))
+        if self.init == "k-means++":
+            indices = _sparse.plusplus_indices(X_csr, n_clusters, weights, random_state, x_sq_norms=x_sq_norms)
+            return _sparse.take_dense_rows(X_csr, indices)
+        if self.init == "random":
+            return _sparse.take_dense_rows(X_csr, forgy_indices(X_csr.shape[0], n_clusters, weights, random_state))
+        if self.init == "random-partition":
+            return _sparse.random_partition_centers(X_csr, n_clusters, weights, random_state)
+        raise ValueError(f"init={self.init!r} does not take sparse input; use 'k-means++', 'random' or 'random-partition'.")
+
     # ------------------------------------------------------------- helpers
+    def _place_rows(self, X: Any, *, reset: bool, streamable: bool = True) -> Placement:
+        """:meth:`_place` for dense ``X``; SciPy sparse ``X`` stays sparse, as CSR on the host."""
+        if is_sparse(X):
+            return _sparse.placement(_sparse.check_sparse(X, estimator=self, reset=reset), self.backend)
+        return self._place(X, reset=reset, streamable=streamable)
+
+    def _printer(self, run: int) -> Callable[[Any], None] | None:
+        """``verbose``: one line per iteration, worded as scikit-learn's (iterations counted from 0).
+
+        The per-iteration inertia scikit-learn prints would cost the fused
+        Lloyd step one more pass; the center shift and the changed labels are
+        printed instead.
+        """
+        if not self.verbose:
+            return None
+
+        def show(record: Any) -> None:
+            print(
+                f"Iteration {record.iteration - 1}, center shift {record.center_shift:.6g}, "
+                f"{record.n_changed} labels changed, {record.seconds * 1e3:.1f} ms."
+            )
+
+        return show
+
+    def _print_convergence(self, result: Any, absolute_tol: float) -> None:
+        """scikit-learn's closing line of a run, when ``verbose``."""
+        if not self.verbose or not result.history:
+            return
+        last = result.history[-1]
+        if len(result.history) > 1 and last.n_changed == 0:
+            print(f"Converged at iteration {last.iteration - 1}: strict convergence.")
+        elif last.center_shift <= absolute_tol:
+            print(
+                f"Converged at iteration {last.iteration - 1}: center shift {last.center_shift} "
+                f"within tolerance {absolute_tol}."
+            )
+
     def _transform_metric(self) -> Metric:
         # Distances, not the squared distances the objective sums (scikit-learn's transform).
         return EUCLIDEAN
@@ -382,6 +483,8 @@ def kmeans_plusplus(
     >>> indices.tolist()
     [3, 2]
     """
+    if is_sparse(X):
+        return _sparse_kmeans_plusplus(X, n_clusters, sample_weight, x_squared_norms, random_state, n_local_trials, backend)
     X_valid = check_data(X)
     n_clusters = check_n_clusters(n_clusters, X_valid.shape[0])
     if n_local_trials is not None:
@@ -448,6 +551,28 @@ def k_means(
     estimator = KMeans(n_clusters=n_clusters, **params).fit(X, sample_weight=sample_weight)
     result = (estimator.cluster_centers_, estimator.labels_, estimator.inertia_)
     return (*result, estimator.n_iter_) if return_n_iter else result
+
+
+def _sparse_kmeans_plusplus(X, n_clusters, sample_weight, x_squared_norms, random_state, n_local_trials, backend):
+    """:func:`kmeans_plusplus` of SciPy sparse rows: dense centers, host indices."""
+    X_csr = _sparse.check_sparse(X)
+    placement = _sparse.placement(X_csr, backend)
+    n_clusters = check_n_clusters(n_clusters, X_csr.shape[0])
+    if n_local_trials is not None:
+        n_local_trials = check_positive_int(n_local_trials, "n_local_trials")
+    weights = to_numpy(check_sample_weight(sample_weight, X_csr, placement.xp))
+    norms = None
+    if x_squared_norms is not None:
+        norms = np.asarray(to_numpy(_as_array(x_squared_norms)), dtype=np.float64)
+        if norms.shape != (X_csr.shape[0],):
+            raise ValueError(
+                f"The length of x_squared_norms {norms.shape} should be equal to "
+                f"the length of n_samples {X_csr.shape[0]}."
+            )
+    indices = _sparse.plusplus_indices(
+        X_csr, n_clusters, weights, check_random_state(random_state), x_sq_norms=norms, n_local_trials=n_local_trials
+    )
+    return _sparse.take_dense_rows(X_csr, indices), indices
 
 
 def _as_array(values: Any) -> Any:

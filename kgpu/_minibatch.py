@@ -30,7 +30,8 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 from sklearn.utils import check_random_state
 
-from ._assign import assign, assignment_block_rows, itemsize as _itemsize, weighted_sum
+from . import _sparse
+from ._assign import Assignment, assign, assignment_block_rows, itemsize as _itemsize, weighted_sum
 from ._backend import device_of, to_numpy
 from ._base import Placement, fitted_backend_name
 from ._blocks import map_blocks, row_blocks
@@ -39,6 +40,7 @@ from ._init import forgy_indices, kmeans_plusplus_indices, take_rows
 from ._kmeans import KMeans, mean_feature_variance
 from ._progress import check_progress
 from ._segment import segment_sum, segment_weight
+from ._sparse import is_sparse
 from ._validation import check_n_clusters, check_non_negative_float, check_positive_int, is_dask_array
 
 #: Seeding methods accepted by ``init`` as a string (k-means++ or Forgy).
@@ -73,11 +75,25 @@ def seed_centers(
     centers : array of shape (n_clusters, d), dtype and device of ``X``
         Rows of ``X``.
     """
-    if method == "k-means++":
+    if method == "k-means++" and is_sparse(X):
+        indices = _sparse.plusplus_indices(X, n_clusters, to_numpy(sample_weight), random_state)
+    elif method == "k-means++":
         indices = kmeans_plusplus_indices(X, n_clusters, sample_weight, random_state, xp=xp)
     else:
         indices = forgy_indices(X.shape[0], n_clusters, sample_weight, random_state)
-    return take_rows(X, indices, xp=xp)
+    return _sparse.take_dense_rows(X, indices) if is_sparse(X) else take_rows(X, indices, xp=xp)
+
+
+def nearest_centers(X: Any, centers: Any, *, xp: Any, rows_per_block: int) -> Assignment:
+    """:func:`kgpu._assign.assign` of dense rows, :func:`kgpu._sparse.assign` of SciPy sparse rows."""
+    if is_sparse(X):
+        return Assignment(*_sparse.assign(X, to_numpy(centers)))
+    return assign(X, centers, xp=xp, rows_per_block=rows_per_block)
+
+
+def batch_rows_of(X: Any, indices: np.ndarray, *, xp: Any) -> Any:
+    """Rows ``indices`` (host) of ``X``: sparse rows stay sparse."""
+    return X[np.asarray(indices)] if is_sparse(X) else take_rows(X, indices, xp=xp)
 
 
 def take_host_ids(values: Any, indices: np.ndarray, *, xp: Any) -> Any:
@@ -195,9 +211,12 @@ def minibatch_step(
         no batch weight do not move.
     """
     n_clusters = centers.shape[0]
-    nearest = assign(X, centers, xp=xp, rows_per_block=rows_per_block)
-    batch_sums = batch_cluster_sums(X, nearest.labels, sample_weight, n_clusters, xp=xp, rows_per_block=rows_per_block)
-    batch_weights = segment_weight(nearest.labels, n_clusters, sample_weight, xp=xp, dtype=xp.float64)
+    nearest = nearest_centers(X, centers, xp=xp, rows_per_block=rows_per_block)
+    if is_sparse(X):
+        batch_sums, batch_weights = _sparse.cluster_sums(X, nearest.labels, to_numpy(sample_weight), n_clusters)
+    else:
+        batch_sums = batch_cluster_sums(X, nearest.labels, sample_weight, n_clusters, xp=xp, rows_per_block=rows_per_block)
+        batch_weights = segment_weight(nearest.labels, n_clusters, sample_weight, xp=xp, dtype=xp.float64)
     new_counts = counts + to_numpy(batch_weights)
     # 1 / n_j only where the center was fed: elsewhere S_j and W_j are zero
     # and the center stays put.
@@ -239,7 +258,8 @@ def _reassign_starved(X, sample_weight, min_sq_dist, centers, counts, reassignme
     # One take from [centers; chosen rows] replaces the targeted rows.
     source_of_row = np.arange(n_clusters)
     source_of_row[targets] = n_clusters + np.arange(targets.size)
-    stacked = xp.concat([centers, take_host_ids(X, chosen, xp=xp)], axis=0)
+    chosen_rows = _sparse.take_dense_rows(X, chosen) if is_sparse(X) else take_host_ids(X, chosen, xp=xp)
+    stacked = xp.concat([centers, chosen_rows], axis=0)
     centers = take_host_ids(stacked, source_of_row, xp=xp)
     counts = counts.copy()
     staying = np.ones(n_clusters, dtype=bool)
@@ -533,26 +553,32 @@ class MiniBatchKMeans(KMeans):
 
             return fit_minibatch(self, X, sample_weight)
         # A memory-mapped X stays on disk: batches are read with take_rows.
-        placement = self._place(X, reset=True, streamable=True)
+        placement = self._place_rows(X, reset=True)
         xp, X_fit = placement.xp, placement.X
         n_samples, n_features = X_fit.shape
         check_n_clusters(n_clusters, n_samples)
         sample_weight = self._place_weights(sample_weight, placement)
         batch_size, init_size = self._batch_and_init_size(n_samples, n_clusters)
-        n_init = self._resolve_n_init()
+        self._init_size = init_size
+        n_init = self._n_init = self._resolve_n_init()
         random_state = check_random_state(self.random_state)
-        absolute_tol = tol * mean_feature_variance(X_fit, sample_weight, xp=xp) if tol > 0 else 0.0
+        if tol == 0:
+            absolute_tol = 0.0
+        elif is_sparse(X_fit):
+            absolute_tol = tol * _sparse.mean_feature_variance(X_fit, to_numpy(sample_weight))
+        else:
+            absolute_tol = tol * mean_feature_variance(X_fit, sample_weight, xp=xp)
         explicit_centers = self._explicit_init_centers(placement, n_clusters)
 
         # Seedings are compared on their own validation subsample, as scikit-learn does.
         validation_ids = random_state.randint(0, n_samples, init_size)
-        X_valid = take_rows(X_fit, validation_ids, xp=xp)
+        X_valid = batch_rows_of(X_fit, validation_ids, xp=xp)
         weight_valid = take_host_ids(sample_weight, validation_ids, xp=xp)
         valid_rows = self._block_rows(init_size, n_features, X_fit, xp)
         best_inertia, centers = None, None
         for run in range(n_init):
             candidate = self._seed(placement, X_fit, sample_weight, n_clusters, init_size, random_state, explicit_centers)
-            inertia = weighted_sum(assign(X_valid, candidate, xp=xp, rows_per_block=valid_rows).min_dist, weight_valid, xp=xp)
+            inertia = weighted_sum(nearest_centers(X_valid, candidate, xp=xp, rows_per_block=valid_rows).min_dist, weight_valid, xp=xp)
             if self.verbose:
                 print(f"[MiniBatchKMeans] init {run + 1}/{n_init}: inertia {inertia:.6g}")
             if best_inertia is None or inertia < best_inertia:
@@ -562,7 +588,7 @@ class MiniBatchKMeans(KMeans):
         total_weight = float(weights_host.sum())
         batch_sampler = WeightedRowSampler(weights_host / total_weight)
         # Batches are drawn ∝ weight, so their rows count once each.
-        unit_weight = xp.ones(batch_size, dtype=X_fit.dtype, device=device_of(X_fit))
+        unit_weight = xp.ones(batch_size, dtype=X_fit.dtype, device=placement.device)
         batch_rows = self._block_rows(batch_size, n_features, X_fit, xp)
         counts = np.zeros(n_clusters)
         monitor = EarlyStopping(n_samples, batch_size, absolute_tol, max_no_improvement)
@@ -576,7 +602,7 @@ class MiniBatchKMeans(KMeans):
                 batch_ids = batch_sampler.draw(random_state, batch_size)
                 rows_since_reassign, reassign = _reassignment_due(rows_since_reassign, batch_size, counts, n_clusters)
                 result = minibatch_step(
-                    take_rows(X_fit, batch_ids, xp=xp), unit_weight, centers, counts,
+                    batch_rows_of(X_fit, batch_ids, xp=xp), unit_weight, centers, counts,
                     xp=xp, rows_per_block=batch_rows, random_state=random_state,
                     reassignment_ratio=reassignment_ratio if reassign else 0.0,
                 )
@@ -590,7 +616,7 @@ class MiniBatchKMeans(KMeans):
                     self._print_step(history[-1], n_steps)
                 if stop:
                     if self.verbose:
-                        print(f"[MiniBatchKMeans] converged ({monitor.reason}) at step {step + 1}/{n_steps}")
+                        print(f"Converged ({monitor.reason}) at step {step + 1}/{n_steps}")
                     break
 
         self.n_steps_ = step + 1
@@ -601,7 +627,7 @@ class MiniBatchKMeans(KMeans):
         self._n_since_last_reassign = rows_since_reassign
         self.cluster_centers_ = placement.to_input(centers)
         if self.compute_labels:
-            final = assign(X_fit, centers, xp=xp, rows_per_block=self._block_rows(n_samples, n_features, X_fit, xp))
+            final = nearest_centers(X_fit, centers, xp=xp, rows_per_block=self._block_rows(n_samples, n_features, X_fit, xp))
             self.labels_ = placement.to_input(final.labels)
             self.inertia_ = weighted_sum(final.min_dist, sample_weight, xp=xp)
         else:
@@ -634,7 +660,7 @@ class MiniBatchKMeans(KMeans):
             from ._dask import partial_fit_minibatch
 
             return partial_fit_minibatch(self, X, sample_weight)
-        placement = self._place(X, reset=not has_centers)
+        placement = self._place_rows(X, reset=not has_centers, streamable=False)
         xp, X_chunk = placement.xp, placement.X
         n_rows, n_features = X_chunk.shape
         sample_weight = self._place_weights(sample_weight, placement)
@@ -660,7 +686,7 @@ class MiniBatchKMeans(KMeans):
         self._counts = result.counts
         self.cluster_centers_ = placement.to_input(result.centers)
         if self.compute_labels:
-            final = assign(X_chunk, result.centers, xp=xp, rows_per_block=rows_per_block)
+            final = nearest_centers(X_chunk, result.centers, xp=xp, rows_per_block=rows_per_block)
             self.labels_ = placement.to_input(final.labels)
             self.inertia_ = weighted_sum(final.min_dist, sample_weight, xp=xp)
         self.n_steps_ = getattr(self, "n_steps_", 0) + 1
@@ -708,12 +734,12 @@ class MiniBatchKMeans(KMeans):
         if init_size < n_rows:
             # Drawn even for an array init, so the later draws stay scikit-learn's.
             sample_ids = random_state.randint(0, n_rows, init_size)
-            X = take_rows(X, sample_ids, xp=xp)
+            X = batch_rows_of(X, sample_ids, xp=xp)
             sample_weight = take_host_ids(sample_weight, sample_ids, xp=xp)
         if explicit_centers is not None:
             return explicit_centers
         if callable(self.init):
-            centers = self.init(placement.to_input(X), n_clusters, random_state)
+            centers = self.init(X if is_sparse(X) else placement.to_input(X), n_clusters, random_state)
             return self._check_centers(centers, placement, n_clusters, "the init callable")
         return seed_centers(self.init, X, sample_weight, n_clusters, random_state, xp=xp)
 

@@ -234,6 +234,8 @@ def test_lloyd_step_same_bits_whatever_threads_and_blocks(monkeypatch):
 def test_dispatch_picks_numba_for_numpy_only(monkeypatch):
     import array_api_strict
 
+    monkeypatch.delenv("KGPU_FAST", raising=False)
+
     X = np.ones((10, 3))
     centers = np.ones((2, 3))
     assert dispatch.implementation("lloyd_step", xp_numpy, "cpu", X, np.ones(10), centers) is cpu_numba.lloyd_step_numba
@@ -278,9 +280,11 @@ def test_torch_adapters_give_the_numpy_kernels_bits_as_tensors():
     np.testing.assert_array_equal(got.numpy(), cpu_numba.segment_median_numba(X, labels, 7, weights, xp=xp_numpy))
 
 
-def test_dispatch_sends_host_tensors_to_numba():
+def test_dispatch_sends_host_tensors_to_numba(monkeypatch):
     torch = pytest.importorskip("torch")
     import array_api_compat.torch as xp_torch
+
+    monkeypatch.delenv("KGPU_FAST", raising=False)
 
     X = torch.ones((10, 3))
     centers = torch.ones((2, 3))

@@ -22,6 +22,8 @@ from . import _sparse
 from ._sparse import is_sparse
 
 from ._backend import backend_name, device_of, move_to, namespace_of, resolve_compute
+from ._blocks import check_working_memory
+from ._scale import IDENTITY, Frame, fit_frame, frame_of_centers, frame_view, is_translation_invariant, metric_power
 from ._stream import StreamedRows, should_stream
 from ._validation import check_data, check_positive_int, check_sample_weight, is_dask_array
 
@@ -105,9 +107,9 @@ class CentroidEstimatorMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         if self._sparse_engine and is_sparse(X):
             return _sparse.predict(self, X)
         placement = self._place(X, reset=False, streamable=True)
+        X_work, centers, _ = self._in_working_frame(placement)
         assignment = assign(
-            placement.X, self._centers_on(placement), xp=placement.xp,
-            metric=self._objective_metric(), budget_mib=self.working_memory,
+            X_work, centers, xp=placement.xp, metric=self._objective_metric(), budget_mib=self.working_memory,
         )
         return placement.to_input(assignment.labels)
 
@@ -130,11 +132,10 @@ class CentroidEstimatorMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         if self._sparse_engine and is_sparse(X):
             return _sparse.transform(self, X)
         placement = self._place(X, reset=False, streamable=True)
-        distances = distance_matrix(
-            placement.X, self._centers_on(placement), xp=placement.xp,
-            metric=self._transform_metric(), budget_mib=self.working_memory,
-        )
-        return placement.to_input(distances)
+        X_work, centers, frame = self._in_working_frame(placement)
+        metric = self._transform_metric()
+        distances = distance_matrix(X_work, centers, xp=placement.xp, metric=metric, budget_mib=self.working_memory)
+        return placement.to_input(frame.restore_distances(distances, metric_power(metric)))
 
     def fit_transform(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
         """Fit, then return :meth:`transform` of ``X``."""
@@ -154,11 +155,59 @@ class CentroidEstimatorMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             return _sparse.score(self, X, sample_weight)
         placement = self._place(X, reset=False, streamable=True)
         weights = self._place_weights(sample_weight, placement)
-        assignment = assign(
-            placement.X, self._centers_on(placement), xp=placement.xp,
-            metric=self._objective_metric(), budget_mib=self.working_memory,
-        )
-        return -weighted_sum(assignment.min_dist, weights, xp=placement.xp)
+        X_work, centers, frame = self._in_working_frame(placement)
+        metric = self._objective_metric()
+        assignment = assign(X_work, centers, xp=placement.xp, metric=metric, budget_mib=self.working_memory)
+        return -frame.restore_distances(weighted_sum(assignment.min_dist, weights, xp=placement.xp), metric_power(metric))
+
+    # --------------------------------------------------- working frame
+    def _fit_working_frame(self, X_fit: Any, sample_weight: Any, *, xp: Any, center: bool = True) -> Frame:
+        """The working frame of a fit (see :mod:`kgpu._scale`), kept for ``predict``.
+
+        The origin is the weighted mean of ``X_fit`` (none when ``center`` is
+        False or the objective's metric depends on the origin); the scale is a
+        power of two.
+        """
+        if is_sparse(X_fit):
+            # Centering would make sparse rows dense: sparse fits keep their coordinates.
+            self._working_frame = IDENTITY.to_host()
+            return IDENTITY
+        center = center and is_translation_invariant(self._objective_metric())
+        frame = fit_frame(X_fit, sample_weight, xp=xp, center=center, budget_mib=self.working_memory)
+        self._working_frame = frame.to_host()
+        return frame
+
+    def _in_working_frame(self, placement: Placement) -> tuple[Any, Any, Frame]:
+        """``(X, centers, frame)``: the rows and the fitted centers in the fit's working frame.
+
+        Streamed rows are transformed block by block as they are read; an
+        array in memory is transformed into a new array.
+
+        Computing relative to the fit's origin keeps the digits float32 would
+        lose far from zero, so ``predict(X)`` equals ``labels_``; a model
+        whose fit kept no frame uses the centers' mean and scale.
+        """
+        xp = placement.xp
+        centers = self._centers_on(placement)
+        frame = self._stored_frame(placement, centers)
+        if isinstance(placement.X, StreamedRows):
+            X_work = frame_view(placement.X, frame, xp=xp, device=placement.device)
+        else:
+            # A plain array, as the fit had: the same kernels (native ones
+            # included) run, so predict(X) and score(X) match the fit's bits.
+            X_work = frame.apply(placement.X)
+        return X_work, frame.apply(centers), frame
+
+    def _stored_frame(self, placement: Placement, centers: Any) -> Frame:
+        xp = placement.xp
+        stored = getattr(self, "_working_frame", None)
+        if stored is None or (stored[0] is not None and stored[0].shape != (centers.shape[1],)):
+            return frame_of_centers(centers, xp=xp, center=is_translation_invariant(self._objective_metric()))
+        origin_host, exponent = stored
+        origin = None
+        if origin_host is not None:
+            origin = xp.astype(move_to(origin_host, xp, placement.device), centers.dtype)
+        return Frame(origin, exponent)
 
     # ------------------------------------------------------------ init
     def _resolve_n_init(self) -> int:
@@ -190,8 +239,22 @@ class CentroidEstimatorMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         return n_init
 
     def _check_centers(self, centers: Any, placement: Placement, n_clusters: int, what: str) -> Any:
-        """Initial centers given by the user, validated and moved to the compute namespace."""
-        centers = check_data(centers)
+        """Initial centers given by the user, validated and moved to the compute namespace.
+
+        ``what`` names where they came from (``"init"``, ``"the init
+        callable"``), and every message says it.
+        """
+        if centers is None or isinstance(centers, (str, bytes)):
+            raise TypeError(
+                f"The initial centers given by {what} must be {self._explicit_init}; got {centers!r}."
+            )
+        try:
+            centers = check_data(centers)
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(
+                f"The initial centers given by {what} must be {self._explicit_init} of finite numbers; "
+                f"got {type(centers).__name__} {_short_repr(centers)}: {exc}"
+            ) from exc
         # scikit-learn's wording (which its tests match), then kgpu's detail.
         expected = f"expected (n_clusters, n_features) = ({n_clusters}, {self.n_features_in_}) for centers given by {what}"
         if centers.shape[0] != n_clusters:
@@ -240,6 +303,9 @@ class CentroidEstimatorMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         the compute device, stays on the host and is streamed block by block
         (:class:`kgpu._stream.StreamedRows`).
         """
+        # Checked before any work, so that a bad budget is named as such (not
+        # met later as an odd allocation size).
+        check_working_memory(getattr(self, "working_memory", None))
         X_valid = check_data(X, estimator=self, reset=reset, min_samples=min_samples)
         input_xp = namespace_of(X_valid)
         input_device = device_of(X_valid)
@@ -269,6 +335,11 @@ class CentroidEstimatorMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         tags.input_tags.sparse = self._sparse_engine
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
+
+
+def _short_repr(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def warn_if_fewer_distinct_clusters(labels: Any, n_clusters: int, *, xp: Any) -> None:

@@ -21,6 +21,7 @@ from ._backend import device_of, move_to, to_numpy
 from ._base import Placement, fitted_backend_name, warn_if_fewer_distinct_clusters
 from ._blocks import map_blocks, row_blocks
 from ._distances import homogeneous, homogeneous_operand
+from ._scale import IDENTITY, Frame, frame_view
 from ._kmeans import KMeans, mean_feature_variance, weighted_mean
 from ._elkan import check_algorithm, hamerly
 from ._lloyd import assign_cost_to_current, lloyd
@@ -187,6 +188,16 @@ def bisect(
     inertias = to_numpy(segment_weight(best.labels, 2, weighted_cost, xp=xp, dtype=xp.float64))
     centers = best.centers if offset is None else best.centers + offset
     return Split(centers, best.labels, sizes.astype(np.int64), weights, inertias, best.n_iter)
+
+
+def _restore_inertias(split: Bisection, frame: Frame) -> Bisection:
+    """A split record with its inertias in the data's units (see :mod:`kgpu._scale`)."""
+    if frame.exponent == 0:
+        return split
+    return split._replace(**{
+        name: frame.restore_distances(getattr(split, name), 2)
+        for name in ("parent_inertia", "left_inertia", "right_inertia")
+    })
 
 
 def _bisect_sparse(X, sample_weight, *, seed, n_init, max_iter, tol) -> Split:
@@ -480,6 +491,10 @@ class BisectingKMeans(KMeans):
         check_n_clusters(n_clusters, n_samples)
         sample_weight = self._place_weights(sample_weight, placement)
         random_state = check_random_state(self.random_state)
+        # The tree is grown in the working frame (kgpu._scale): exact far from
+        # the origin and at extreme magnitudes.
+        frame = self._fit_working_frame(X_fit, sample_weight, xp=xp, center=bool(self.copy_x))
+        X_fit = frame.apply(X_fit)
 
         sparse = is_sparse(X_fit)
         if sparse:
@@ -501,7 +516,7 @@ class BisectingKMeans(KMeans):
                 rows = X_fit if parent.indices is None else batch_rows_of(X_fit, parent.indices, xp=xp)
                 weights = sample_weight if parent.indices is None else xp.take(sample_weight, parent.indices, axis=0)
                 split = bisect(
-                    rows, weights, seed=self._seeder(placement, random_state), n_init=n_init,
+                    rows, weights, seed=self._seeder(placement, random_state, frame), n_init=n_init,
                     max_iter=max_iter, tol=tol, center_rows=bool(self.copy_x), xp=xp,
                     budget_mib=self.working_memory, algorithm=algorithm,
                 )
@@ -533,12 +548,12 @@ class BisectingKMeans(KMeans):
         centers = xp.stack([leaf.center for leaf in leaves], axis=0)
         labels = self._leaf_labels(leaves, n_samples, xp, placement.device)
         warn_if_fewer_distinct_clusters(labels, n_clusters, xp=xp)
-        self.split_tree_ = splits
+        self.split_tree_ = [_restore_inertias(split, frame) for split in splits]
         self.leaf_nodes_ = np.array([leaf.node_id for leaf in leaves], dtype=np.int64)
-        self.node_centers_ = placement.to_input(xp.stack(node_centers, axis=0))
-        self.cluster_centers_ = placement.to_input(centers)
+        self.node_centers_ = placement.to_input(frame.restore(xp.stack(node_centers, axis=0)))
+        self.cluster_centers_ = placement.to_input(frame.restore(centers))
         self.labels_ = placement.to_input(labels)
-        self.inertia_ = self._inertia(X_fit, sample_weight, centers, labels, xp)
+        self.inertia_ = frame.restore_distances(self._inertia(X_fit, sample_weight, centers, labels, xp), 2)
         self.n_iter_ = int(sum(split.n_iter for split in splits))
         self.backend_ = fitted_backend_name(placement)
         return self
@@ -566,6 +581,9 @@ class BisectingKMeans(KMeans):
         left_ids = [split.left for split in self.split_tree_]
         right_ids = [split.right for split in self.split_tree_]
         node_centers = xp.astype(move_to(self.node_centers_, xp, placement.device), placement.X.dtype)
+        # Sparse rows are never centered: they meet the centers in the data's coordinates.
+        frame = IDENTITY if is_sparse(placement.X) else self._stored_frame(placement, node_centers)
+        node_centers = frame.apply(node_centers)
         left_centers = take_host_ids(node_centers, np.array(left_ids), xp=xp)
         right_centers = take_host_ids(node_centers, np.array(right_ids), xp=xp)
         tables = tree_tables(self.split_tree_, self.leaf_nodes_)
@@ -573,7 +591,8 @@ class BisectingKMeans(KMeans):
         rows_per_block = assignment_block_rows(
             n_rows, 2 * len(self.split_tree_), n_features, _itemsize(placement.X, xp), xp, self.working_memory
         )
-        labels = descend(placement.X, left_centers, right_centers, tables, xp=xp, rows_per_block=rows_per_block)
+        X_work = frame_view(placement.X, frame, xp=xp, device=placement.device)
+        labels = descend(X_work, left_centers, right_centers, tables, xp=xp, rows_per_block=rows_per_block)
         return placement.to_input(labels)
 
     # ------------------------------------------------------------- helpers
@@ -604,15 +623,16 @@ class BisectingKMeans(KMeans):
                 best_position, best_score = position, score
         return best_position
 
-    def _seeder(self, placement: Placement, random_state: np.random.RandomState):
-        """``seed(X_work, sample_weight, offset)`` for :func:`bisect`."""
+    def _seeder(self, placement: Placement, random_state: np.random.RandomState, frame: Frame = IDENTITY):
+        """``seed(X_work, sample_weight, offset)`` for :func:`bisect` (rows in the fit's working ``frame``)."""
         xp = placement.xp
 
         def seed(X_work: Any, sample_weight: Any, offset: Any) -> Any:
             if callable(self.init):
                 X_cluster = X_work if offset is None else X_work + offset
-                centers = self.init(X_cluster if is_sparse(X_cluster) else placement.to_input(X_cluster), 2, random_state)
-                centers = self._check_centers(centers, placement, 2, "the init callable")
+                rows = X_cluster if is_sparse(X_cluster) else placement.to_input(frame.restore(X_cluster))
+                centers = self.init(rows, 2, random_state)
+                centers = frame.apply(self._check_centers(centers, placement, 2, "the init callable"))
                 return centers if offset is None else centers - offset
             return seed_centers(self.init, X_work, sample_weight, 2, random_state, xp=xp)
 

@@ -9,6 +9,15 @@ worker: NumPy's elementwise work (argmin, additions) is single-threaded, so
 this is what makes every core busy for the whole step, not just the GEMM.
 GPU and PyTorch backends run the blocks in order: the device (or torch's own
 thread pool) is already parallel inside each call.
+
+The block layout depends on the data's shape and the memory budget only,
+never on the number of cores, and results are combined in block order: the
+same fit gives the same bits on one core or many.
+
+A block that runs out of memory is split in two and retried, and the smaller
+height is remembered: the rest of the pass, and the following passes with
+the same block height, start from it, so a fit under memory pressure retries
+O(log n) times in all, not once per block.
 """
 
 from __future__ import annotations
@@ -18,7 +27,6 @@ import numbers
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from typing import Any, Callable, Sequence, TypeVar
 
 from threadpoolctl import ThreadpoolController
@@ -33,8 +41,14 @@ T = TypeVar("T")
 #: GPU, where bigger launches amortise their overhead.
 DEFAULT_BLOCK_MIB = {"numpy": 16, "array_api_strict": 16, "torch": 64, "cupy": 512}
 
-#: Fewest rows per core worth splitting a NumPy block for.
+#: Fewest rows worth splitting a NumPy block for.
 MIN_ROWS_TO_SHARE = 2048
+
+#: NumPy work with enough rows is cut into at least this many blocks, so that
+#: a thread pool of up to this many cores has work for every core. A
+#: constant, not the core count: the layout (and so the order in which float
+#: partial sums are added) must be the same on every machine.
+PARALLEL_BLOCKS = 16
 
 _POOL: ThreadPoolExecutor | None = None
 _POOL_LOCK = threading.Lock()
@@ -85,9 +99,9 @@ def block_rows(
         budget_mib = DEFAULT_BLOCK_MIB.get(backend_name(xp), 64)
     check_working_memory(budget_mib)
     rows = int(budget_mib * 2**20) // max(1, int(bytes_per_row))
-    if backend_name(xp) == "numpy" and n_rows >= MIN_ROWS_TO_SHARE * cpu_threads():
-        # At least one block per core, so the thread pool keeps every core busy.
-        rows = min(rows, -(-n_rows // cpu_threads()))
+    if backend_name(xp) == "numpy" and n_rows >= 2 * MIN_ROWS_TO_SHARE:
+        # Enough blocks for the thread pool to keep every core busy.
+        rows = min(rows, max(MIN_ROWS_TO_SHARE, -(-n_rows // PARALLEL_BLOCKS)))
     return max(1, min(n_rows, rows))
 
 
@@ -124,17 +138,21 @@ def map_blocks(
     MemoryError
         When even a single row does not fit, naming the setting to lower.
     """
+    if not blocks:
+        return []
+    limit = _RowLimit.for_blocks(backend_name(xp), blocks)
     if backend_name(xp) != "numpy":
-        return [result for start, stop in blocks for result in _run_splitting(fn, start, stop)]
+        return [result for start, stop in blocks for result in _run_splitting(fn, start, stop, limit)]
     # kgpu's parallelism is the blocks: BLAS stays on one thread even for a
-    # single block, where its own threads would only fight over small GEMMs.
+    # single block, where its own threads would only fight over small GEMMs
+    # (and on one core as on many, so that the GEMMs round the same way).
     if getattr(_IN_WORKER, "active", False) or len(blocks) < 2 or cpu_threads() < 2:
         # A kernel called from inside a pool worker runs its blocks in that
         # worker: waiting on the pool from the pool could deadlock it.
         with single_threaded_blas():
-            return [result for start, stop in blocks for result in _run_splitting(fn, start, stop)]
+            return [result for start, stop in blocks for result in _run_splitting(fn, start, stop, limit)]
     with single_threaded_blas():
-        per_block = list(_pool().map(lambda block: _in_worker(_run_splitting, fn, *block), blocks))
+        per_block = list(_pool().map(lambda block: _in_worker(_run_splitting, fn, *block, limit), blocks))
     return [result for results in per_block for result in results]
 
 
@@ -146,16 +164,107 @@ def _in_worker(run: Callable[..., T], *args: Any) -> T:
         _IN_WORKER.active = False
 
 
+#: Exception class names that mean an allocation failed (CuPy, PyTorch, JAX...).
+_OUT_OF_MEMORY_TYPES = ("OutOfMemoryError", "OutOfMemoryException", "CUDAOutOfMemoryError", "ResourceExhaustedError")
+
+#: Messages of allocation failures raised as generic errors: CUDA's runtime,
+#: cuBLAS / cuSOLVER / cuFFT / cuSPARSE handles that could not allocate their
+#: workspace (torch reports a cuBLAS handle that could not be created for lack
+#: of memory as CUBLAS_STATUS_NOT_INITIALIZED), and the host allocators.
+_OUT_OF_MEMORY_MESSAGES = (
+    "out of memory",
+    "cudaerrormemoryallocation",
+    "cuda_error_out_of_memory",
+    "cublas_status_alloc_failed",
+    "cublas_status_not_initialized",
+    "cusolver_status_alloc_failed",
+    "cusparse_status_alloc_failed",
+    "cufft_alloc_failed",
+    "curand_status_allocation_failed",
+    "failed to allocate",
+    "unable to allocate",
+    "resource_exhausted",
+)
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
-    """True for a host or device allocation failure (NumPy, CuPy, PyTorch)."""
-    if isinstance(exc, MemoryError):  # NumPy, and CuPy's OutOfMemoryError
+    """True for a host or device allocation failure, whichever library raised it.
+
+    NumPy's ``MemoryError`` (CuPy's ``OutOfMemoryError`` is one too), any
+    exception class named like an out-of-memory error (``torch.OutOfMemoryError``),
+    and runtime errors whose message reports a failed allocation (CUDA,
+    cuBLAS, cuSOLVER, cuFFT, cuSPARSE, cuRAND).
+    """
+    if isinstance(exc, MemoryError):
         return True
-    return type(exc).__name__ in ("OutOfMemoryError", "OutOfMemoryException") or (
-        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
-    )
+    if any(cls.__name__ in _OUT_OF_MEMORY_TYPES for cls in type(exc).__mro__):
+        return True
+    message = str(exc).lower()
+    return any(marker in message for marker in _OUT_OF_MEMORY_MESSAGES)
 
 
-def _run_splitting(fn: Callable[[int, int], T], start: int, stop: int) -> list[T]:
+class _RowLimit:
+    """The largest block height known to fit, learned from out-of-memory failures.
+
+    One limit per (backend, planned block height): the next pass of the same
+    kernel (same planned height) starts from what the last one learned, and
+    kernels with other heights learn their own.
+    """
+
+    _learned: dict[tuple[str, int], int] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, key: tuple[str, int]):
+        self.key = key
+        self.retries = 0
+
+    @classmethod
+    def for_blocks(cls, backend: str, blocks: Sequence[tuple[int, int]]) -> "_RowLimit":
+        planned = max(stop - start for start, stop in blocks)
+        return cls((backend, planned))
+
+    @property
+    def rows(self) -> int | None:
+        return self._learned.get(self.key)
+
+    def lower(self, failed_rows: int) -> None:
+        """A block of ``failed_rows`` did not fit: never try one that tall again."""
+        global _OUT_OF_MEMORY_RETRIES
+        with self._lock:
+            current = self._learned.get(self.key)
+            smaller = max(1, failed_rows // 2)
+            if current is None or smaller < current:
+                self._learned[self.key] = smaller
+            self.retries += 1
+            _OUT_OF_MEMORY_RETRIES += 1
+
+
+#: Blocks retried smaller after an allocation failure, since the process started.
+_OUT_OF_MEMORY_RETRIES = 0
+
+
+def out_of_memory_retries() -> int:
+    """How many blocks have been retried smaller after an allocation failure (diagnostics)."""
+    return _OUT_OF_MEMORY_RETRIES
+
+
+def forget_learned_block_limits() -> None:
+    """Forget every block height learned from out-of-memory failures (e.g. after memory was freed)."""
+    with _RowLimit._lock:
+        _RowLimit._learned.clear()
+
+
+def _run_splitting(fn: Callable[[int, int], T], start: int, stop: int, limit: _RowLimit | None = None) -> list[T]:
+    if limit is None:
+        limit = _RowLimit(("", stop - start))
+    allowed = limit.rows
+    if allowed is not None and stop - start > allowed:
+        # A block this tall already failed: go straight to the height that fits.
+        return [
+            result
+            for first, last in row_blocks(stop - start, allowed)
+            for result in _run_splitting(fn, start + first, start + last, limit)
+        ]
     try:
         return [fn(start, stop)]
     except Exception as exc:  # noqa: BLE001 - only out-of-memory is handled
@@ -167,9 +276,10 @@ def _run_splitting(fn: Callable[[int, int], T], start: int, stop: int) -> list[T
                 "`working_memory`, use fewer clusters, or compute on the host "
                 "(backend='numpy')."
             ) from exc
+    limit.lower(stop - start)
     _release_cached_device_memory()
     middle = (start + stop) // 2
-    return _run_splitting(fn, start, middle) + _run_splitting(fn, middle, stop)
+    return _run_splitting(fn, start, middle, limit) + _run_splitting(fn, middle, stop, limit)
 
 
 def _release_cached_device_memory() -> None:
@@ -191,10 +301,12 @@ def _release_cached_device_memory() -> None:
 
 
 def single_threaded_blas():
-    """Context holding BLAS to one thread (each pool worker is one core)."""
+    """Context holding BLAS to one thread (each pool worker is one core).
+
+    Also on a single core: a GEMM must round the same way whatever the
+    number of BLAS threads, so that results do not depend on the machine.
+    """
     global _CONTROLLER
-    if cpu_threads() < 2:
-        return nullcontext()
     if _CONTROLLER is None:
         # Inspecting the loaded libraries costs milliseconds: do it once.
         _CONTROLLER = ThreadpoolController()

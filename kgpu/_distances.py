@@ -114,7 +114,9 @@ def blockwise_row_sq_norms(X: Any, *, xp: Any, budget_mib: float | None = None) 
     return parts[0] if len(parts) == 1 else xp.concat(parts)
 
 
-def homogeneous(X: Any, *, xp: Any, offset: Any = None, rows_per_block: int | None = None) -> Any:
+def homogeneous(
+    X: Any, *, xp: Any, offset: Any = None, rows_per_block: int | None = None, scale_exponent: int = 0
+) -> Any:
     """``[X - offset, 1]``: rows with a column of ones appended, a new ``(n, d + 1)`` array.
 
     The working copy Lloyd iterates over: a GEMM of it with
@@ -129,12 +131,16 @@ def homogeneous(X: Any, *, xp: Any, offset: Any = None, rows_per_block: int | No
         Subtracted from every row (in the copy, never in ``X``).
     rows_per_block : int or None
         Rows copied at a time (default: from the backend's memory budget).
+    scale_exponent : int
+        The shifted rows are multiplied by ``2**scale_exponent`` (exact; see
+        :mod:`kgpu._scale`).
 
     Returns
     -------
     design : array of shape (n, d + 1), dtype of ``X``
     """
     from ._blocks import block_rows, map_blocks, row_blocks
+    from ._scale import scale_by_power_of_two
 
     n_rows, n_features = X.shape
     design = xp.empty((n_rows, n_features + 1), dtype=X.dtype, device=device_of(X))
@@ -144,7 +150,8 @@ def homogeneous(X: Any, *, xp: Any, offset: Any = None, rows_per_block: int | No
     def fill(start: int, stop: int) -> None:
         # Block by block, in the thread pool on NumPy: no n x d temporary.
         block = X[start:stop, :]
-        design[start:stop, :-1] = block if offset is None else block - offset
+        block = block if offset is None else block - offset
+        design[start:stop, :-1] = block if scale_exponent == 0 else scale_by_power_of_two(block, scale_exponent)
         design[start:stop, -1] = 1
 
     map_blocks(fill, row_blocks(n_rows, rows_per_block), xp)

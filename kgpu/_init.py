@@ -101,25 +101,38 @@ def plusplus_step_reference(
     """
     euclidean = metric.name in ("sqeuclidean", "euclidean")
     candidate_norms = row_sq_norms(candidates, xp=xp) if euclidean else None
+    blocks = row_blocks(X.shape[0], rows_per_block)
 
-    def one_block(start: int, stop: int) -> Any:
+    def block_costs(start: int, stop: int, chosen: Any, chosen_norms: Any) -> Any:
         distances = pairwise_distances(
-            X[start:stop, :], candidates, metric, xp=xp,
-            x_sq_norms=x_sq_norms[start:stop] if euclidean else None, center_sq_norms=candidate_norms,
+            X[start:stop, :], chosen, metric, xp=xp,
+            x_sq_norms=x_sq_norms[start:stop] if euclidean else None, center_sq_norms=chosen_norms,
         )
         distances = xp.astype(distances, xp.float64)
         if power != 1:
             distances = distances**power
         return xp.minimum(closest_cost[start:stop, None], distances)
 
-    parts = map_blocks(one_block, row_blocks(X.shape[0], rows_per_block), xp)
-    costs = xp.concat(parts, axis=0) if len(parts) > 1 else parts[0]
-    potentials = xp.sum(costs * weights64[:, None], axis=0)
+    # Two passes and no (n, m) cost matrix: in float64 it would take 8 m
+    # bytes a row, as much as float32 data of 2 m features. The first pass
+    # sums each candidate's potential block by block (in block order); the
+    # second recomputes only the winner's column.
+    parts = map_blocks(
+        lambda start, stop: xp.sum(
+            block_costs(start, stop, candidates, candidate_norms) * weights64[start:stop, None], axis=0
+        ),
+        blocks, xp,
+    )
+    potentials = parts[0]
+    for part in parts[1:]:
+        potentials = potentials + part
     best = xp.argmin(potentials)
     best_column = xp.reshape(xp.astype(best, xp.int64), (1,))
-    return PlusPlusStep(
-        best, xp.take(potentials, best_column)[0], xp.take(costs, best_column, axis=1)[:, 0]
-    )
+    winner = xp.take(candidates, best_column, axis=0)
+    winner_norms = None if candidate_norms is None else xp.take(candidate_norms, best_column, axis=0)
+    parts = map_blocks(lambda start, stop: block_costs(start, stop, winner, winner_norms)[:, 0], blocks, xp)
+    closest = xp.concat(parts) if len(parts) > 1 else parts[0]
+    return PlusPlusStep(best, xp.take(potentials, best_column)[0], closest)
 
 
 def _host_probabilities(sample_weight: Any) -> np.ndarray:
@@ -306,7 +319,7 @@ def plusplus_indices(
         # A threshold rounding up past the last cumulative sum picks the last row.
         candidate_ids = xp.where(candidate_ids < n_samples, candidate_ids, xp.full_like(candidate_ids, n_samples - 1))
         step = plusplus_step(
-            X, xp.take(X, candidate_ids, axis=0), closest_cost, weights64, xp=xp, metric=metric, power=power,
+            X, take_rows(X, candidate_ids, xp=xp), closest_cost, weights64, xp=xp, metric=metric, power=power,
             x_sq_norms=x_sq_norms, rows_per_block=rows_per_block,
         )
         closest_cost, current_potential = step.closest_cost, step.potential

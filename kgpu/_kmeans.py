@@ -20,6 +20,7 @@ from ._elkan import check_algorithm, hamerly
 from ._sparse import is_sparse
 from ._lloyd import lloyd
 from ._progress import check_progress
+from ._scale import fit_frame
 from ._validation import (
     check_data,
     check_n_clusters,
@@ -238,9 +239,10 @@ array-like of shape (n_clusters, n_features), default="k-means++"
         # centering makes the ||x||^2 - 2x.c + ||c||^2 expansion lose less
         # precision (as scikit-learn does), and the column of ones turns the
         # scores into one GEMM. The caller's X is never touched.
+        # The working frame (kgpu._scale) also rescales data at extreme magnitudes.
         budget_mib = self.working_memory
-        offset = weighted_mean(X_fit, sample_weight, xp=xp, budget_mib=budget_mib) if self.copy_x else None
-        design = working_copy(X_fit, xp=xp, offset=offset)
+        frame = self._fit_working_frame(X_fit, sample_weight, xp=xp, center=bool(self.copy_x))
+        design = working_copy(X_fit, xp=xp, frame=frame)
         X_work = design[:, :-1]
         absolute_tol = tol * mean_feature_variance(X_work, sample_weight, xp=xp, budget_mib=budget_mib) if tol > 0 else 0.0
         rows_per_block = assignment_block_rows(
@@ -252,9 +254,9 @@ array-like of shape (n_clusters, n_features), default="k-means++"
         with self._progress_bar(total=max_iter) as bar:  # per run: restarts begin again at 0
             for run in range(n_init):
                 if init_centers is not None:
-                    centers = init_centers if offset is None else init_centers - offset
+                    centers = frame.apply(init_centers)
                 else:
-                    centers = self._initial_centers(X, X_work, offset, sample_weight, n_clusters, random_state, x_sq_norms, placement)
+                    centers = self._initial_centers(X, X_work, frame, sample_weight, n_clusters, random_state, x_sq_norms, placement)
                 if self.verbose:
                     print("Initialization complete")
                 iterate = hamerly if algorithm == "elkan" else lloyd
@@ -267,11 +269,11 @@ array-like of shape (n_clusters, n_features), default="k-means++"
                 if best is None or result.inertia < best.inertia:
                     best = result
 
-        centers = best.centers if offset is None else best.centers + offset
+        centers = frame.restore(best.centers)
         warn_if_fewer_distinct_clusters(best.labels, n_clusters, xp=xp)
         self.cluster_centers_ = placement.to_input(centers)
         self.labels_ = placement.to_input(best.labels)
-        self.inertia_ = best.inertia
+        self.inertia_ = frame.restore_distances(best.inertia, 2)
         self.n_iter_ = best.n_iter
         self.history_ = best.history
         self.backend_ = fitted_backend_name(placement)
@@ -381,12 +383,12 @@ array-like of shape (n_clusters, n_features), default="k-means++"
             return None
         return self._check_centers(self.init, placement, n_clusters, "init")
 
-    def _initial_centers(self, X_user, X_fit, offset, sample_weight, n_clusters, random_state, x_sq_norms, placement):
+    def _initial_centers(self, X_user, X_fit, frame, sample_weight, n_clusters, random_state, x_sq_norms, placement):
         xp = placement.xp
         if callable(self.init):
             centers = self.init(X_user, n_clusters, random_state)
             centers = self._check_centers(centers, placement, n_clusters, "the init callable")
-            return centers if offset is None else centers - offset
+            return frame.apply(centers)
         if self.init == "k-means++":
             indices = kmeans_plusplus_indices(
                 X_fit, n_clusters, sample_weight, random_state, xp=xp, x_sq_norms=x_sq_norms, budget_mib=self.working_memory
@@ -462,7 +464,9 @@ def kmeans_plusplus(
     n_clusters : int
     sample_weight : array-like of shape (n_samples,), default=None
     x_squared_norms : array-like of shape (n_samples,), default=None
-        Precomputed ``||x||^2`` (computed when ``None``).
+        Precomputed ``||x||^2``: checked, but the seeding computes its own in
+        its working frame (relative to the weighted mean, see
+        :mod:`kgpu._scale`), where the distances keep their digits.
     random_state : int, RandomState instance or None
     n_local_trials : int or None
         Candidates per step (default ``2 + int(log(n_clusters))``).
@@ -501,9 +505,13 @@ def kmeans_plusplus(
                 f"The length of x_squared_norms {tuple(norms.shape)} should be equal to "
                 f"the length of n_samples {X_fit.shape[0]}."
             )
+    # Distances in the working frame (kgpu._scale): exact far from the origin
+    # and at extreme magnitudes. ||x||^2 given by the caller are of the raw
+    # rows, so they are checked but the frame's own are used.
+    frame = fit_frame(X_fit, weights, xp=xp)
     indices = kmeans_plusplus_indices(
-        X_fit, n_clusters, weights, check_random_state(random_state), xp=xp,
-        x_sq_norms=norms, n_local_trials=n_local_trials,
+        frame.apply(X_fit), n_clusters, weights, check_random_state(random_state), xp=xp,
+        x_sq_norms=norms if frame.is_identity else None, n_local_trials=n_local_trials,
     )
     centers = take_rows(X_fit, indices, xp=xp)
     return move_to(centers, input_xp, input_device), move_to(xp.asarray(indices, device=compute_device), input_xp, input_device)

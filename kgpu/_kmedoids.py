@@ -32,9 +32,10 @@ from sklearn.utils import check_random_state
 from ._assign import assign, assignment_block_rows, itemsize, weighted_sum
 from ._backend import backend_name, device_of, is_array_api_obj, to_numpy
 from ._base import CentroidEstimatorMixin, fitted_backend_name, warn_if_fewer_distinct_clusters
-from ._blocks import block_rows, cpu_threads, map_blocks, row_blocks
+from ._blocks import PARALLEL_BLOCKS, block_rows, map_blocks, row_blocks
 from ._distances import Metric, check_metric, distance_bytes_per_row, pairwise_distances, row_sq_norms
 from ._empty import relocate_empty_labels
+from ._scale import metric_power
 from ._init import forgy_indices, plusplus_indices, take_rows
 from ._kernels.dispatch import ANY_BACKEND, call, register
 from ._progress import check_progress
@@ -410,8 +411,10 @@ def fasterpam(
     is_medoid = np.zeros(n_rows, dtype=bool)
     is_medoid[medoids] = True
     # (batch, n) float64 temporaries: the distances, the correction and a few
-    # masks. On NumPy each core evaluates its own piece of a batch.
-    n_pieces = cpu_threads() if backend_name(xp) == "numpy" else 1
+    # masks. On NumPy the pool's cores evaluate pieces of a batch; their number
+    # is fixed, so that the batches (and the swaps found) do not depend on the
+    # machine's core count.
+    n_pieces = PARALLEL_BLOCKS if backend_name(xp) == "numpy" else 1
     largest_batch = n_pieces * block_rows(n_rows, n_rows * 8 * 6, xp, budget_mib)
     smallest_batch = min(16, largest_batch)
     batch = smallest_batch
@@ -643,6 +646,11 @@ class KMedoids(CentroidEstimatorMixin):
         check_n_clusters(n_clusters, n_samples)
         sample_weight = self._place_weights(sample_weight, placement)
         random_state = check_random_state(self.random_state)
+        # Distances in the working frame (kgpu._scale): relative to the data's
+        # mean (float32 far from zero keeps its digits) and rescaled at extreme
+        # magnitudes. The medoids themselves are taken from X.
+        frame = self._fit_working_frame(X_fit, sample_weight, xp=xp)
+        X_source, X_fit = X_fit, frame.apply(X_fit)
         explicit = None
         if not isinstance(self.init, str) and not callable(self.init):
             explicit = _check_indices(self.init, n_samples, n_clusters, "init")
@@ -681,7 +689,7 @@ class KMedoids(CentroidEstimatorMixin):
                     )
                 centers = take_rows(X_fit, result.medoids, xp=xp)
                 labels, distances = assign(X_fit, centers, xp=xp, metric=metric, rows_per_block=rows_per_block)
-                inertia = weighted_sum(distances, sample_weight, xp=xp)
+                inertia = frame.restore_distances(weighted_sum(distances, sample_weight, xp=xp), metric_power(metric))
                 if best is None or inertia < best[0]:
                     best = (inertia, result, centers, labels)
                 bar.update(objective=inertia)
@@ -689,7 +697,7 @@ class KMedoids(CentroidEstimatorMixin):
         inertia, result, centers, labels = best
         warn_if_fewer_distinct_clusters(labels, n_clusters, xp=xp)
         self.medoid_indices_ = placement.to_input(xp.asarray(result.medoids, device=placement.device))
-        self.cluster_centers_ = placement.to_input(centers)
+        self.cluster_centers_ = placement.to_input(take_rows(X_source, result.medoids, xp=xp))
         self.labels_ = placement.to_input(labels)
         self.inertia_ = inertia
         self.n_iter_ = result.n_iter

@@ -37,6 +37,7 @@ from ._base import Placement, fitted_backend_name
 from ._blocks import map_blocks, row_blocks
 from ._empty import empty_cluster_ids
 from ._init import forgy_indices, kmeans_plusplus_indices, take_rows
+from ._scale import IDENTITY, Frame, frame_view
 from ._kmeans import KMeans, mean_feature_variance
 from ._progress import check_progress
 from ._segment import segment_sum, segment_weight
@@ -554,10 +555,13 @@ class MiniBatchKMeans(KMeans):
             return fit_minibatch(self, X, sample_weight)
         # A memory-mapped X stays on disk: batches are read with take_rows.
         placement = self._place_rows(X, reset=True)
-        xp, X_fit = placement.xp, placement.X
-        n_samples, n_features = X_fit.shape
+        xp, X_source = placement.xp, placement.X
+        n_samples, n_features = X_source.shape
         check_n_clusters(n_clusters, n_samples)
         sample_weight = self._place_weights(sample_weight, placement)
+        # Every batch is read in the working frame (kgpu._scale), without a copy of X.
+        frame = self._fit_working_frame(X_source, sample_weight, xp=xp)
+        X_fit = frame_view(X_source, frame, xp=xp, device=placement.device)
         batch_size, init_size = self._batch_and_init_size(n_samples, n_clusters)
         self._init_size = init_size
         n_init = self._n_init = self._resolve_n_init()
@@ -569,6 +573,8 @@ class MiniBatchKMeans(KMeans):
         else:
             absolute_tol = tol * mean_feature_variance(X_fit, sample_weight, xp=xp)
         explicit_centers = self._explicit_init_centers(placement, n_clusters)
+        if explicit_centers is not None:
+            explicit_centers = frame.apply(explicit_centers)
 
         # Seedings are compared on their own validation subsample, as scikit-learn does.
         validation_ids = random_state.randint(0, n_samples, init_size)
@@ -577,7 +583,9 @@ class MiniBatchKMeans(KMeans):
         valid_rows = self._block_rows(init_size, n_features, X_fit, xp)
         best_inertia, centers = None, None
         for run in range(n_init):
-            candidate = self._seed(placement, X_fit, sample_weight, n_clusters, init_size, random_state, explicit_centers)
+            candidate = self._seed(
+                placement, X_source, sample_weight, n_clusters, init_size, random_state, explicit_centers, frame=frame
+            )
             inertia = weighted_sum(nearest_centers(X_valid, candidate, xp=xp, rows_per_block=valid_rows).min_dist, weight_valid, xp=xp)
             if self.verbose:
                 print(f"[MiniBatchKMeans] init {run + 1}/{n_init}: inertia {inertia:.6g}")
@@ -625,14 +633,14 @@ class MiniBatchKMeans(KMeans):
         self._counts = counts
         self._batch_size = batch_size
         self._n_since_last_reassign = rows_since_reassign
-        self.cluster_centers_ = placement.to_input(centers)
+        self.cluster_centers_ = placement.to_input(frame.restore(centers))
         if self.compute_labels:
             final = nearest_centers(X_fit, centers, xp=xp, rows_per_block=self._block_rows(n_samples, n_features, X_fit, xp))
             self.labels_ = placement.to_input(final.labels)
-            self.inertia_ = weighted_sum(final.min_dist, sample_weight, xp=xp)
+            self.inertia_ = frame.restore_distances(weighted_sum(final.min_dist, sample_weight, xp=xp), 2)
         else:
             ewa = monitor.ewa_inertia if monitor.ewa_inertia is not None else last_batch_inertia / batch_size
-            self.inertia_ = float(ewa * total_weight)
+            self.inertia_ = frame.restore_distances(float(ewa * total_weight), 2)
         self.backend_ = fitted_backend_name(placement)
         return self
 
@@ -669,12 +677,22 @@ class MiniBatchKMeans(KMeans):
         if not has_centers:
             check_n_clusters(n_clusters, n_rows)
             self._batch_size, init_size = self._batch_and_init_size(n_rows, n_clusters)
+            # The first chunk's frame (kgpu._scale) serves every later chunk.
+            frame = self._fit_working_frame(X_chunk, sample_weight, xp=xp)
             explicit_centers = self._explicit_init_centers(placement, n_clusters)
-            centers = self._seed(placement, X_chunk, sample_weight, n_clusters, init_size, self._random_state, explicit_centers)
+            if explicit_centers is not None:
+                explicit_centers = frame.apply(explicit_centers)
+            centers = self._seed(
+                placement, X_chunk, sample_weight, n_clusters, init_size, self._random_state, explicit_centers,
+                frame=frame,
+            )
             self._counts = np.zeros(n_clusters)
             self._n_since_last_reassign = 0
         else:
             centers = self._centers_on(placement)
+            frame = self._stored_frame(placement, centers)
+            centers = frame.apply(centers)
+        X_chunk = frame.apply(X_chunk)
         self._n_since_last_reassign, reassign = _reassignment_due(
             self._n_since_last_reassign, self._batch_size, self._counts, n_clusters
         )
@@ -684,11 +702,11 @@ class MiniBatchKMeans(KMeans):
             random_state=self._random_state, reassignment_ratio=reassignment_ratio if reassign else 0.0,
         )
         self._counts = result.counts
-        self.cluster_centers_ = placement.to_input(result.centers)
+        self.cluster_centers_ = placement.to_input(frame.restore(result.centers))
         if self.compute_labels:
             final = nearest_centers(X_chunk, result.centers, xp=xp, rows_per_block=rows_per_block)
             self.labels_ = placement.to_input(final.labels)
-            self.inertia_ = weighted_sum(final.min_dist, sample_weight, xp=xp)
+            self.inertia_ = frame.restore_distances(weighted_sum(final.min_dist, sample_weight, xp=xp), 2)
         self.n_steps_ = getattr(self, "n_steps_", 0) + 1
         self.backend_ = fitted_backend_name(placement)
         return self
@@ -725,8 +743,15 @@ class MiniBatchKMeans(KMeans):
             init_size = 3 * n_clusters
         return batch_size, min(init_size, n_samples)
 
-    def _seed(self, placement: Placement, X, sample_weight, n_clusters, init_size, random_state, explicit_centers):
-        """Initial centers from a random subsample of ``init_size`` rows of ``X``."""
+    def _seed(
+        self, placement: Placement, X, sample_weight, n_clusters, init_size, random_state, explicit_centers,
+        *, frame: Frame = IDENTITY,
+    ):
+        """Initial centers (in working coordinates) from a random subsample of ``init_size`` rows of ``X``.
+
+        ``X`` holds the rows in the data's coordinates; ``frame`` is the
+        working frame of the fit.
+        """
         xp = placement.xp
         n_rows = X.shape[0]
         if isinstance(self.init, str) and self.init not in SEEDING_METHODS:
@@ -736,12 +761,15 @@ class MiniBatchKMeans(KMeans):
             sample_ids = random_state.randint(0, n_rows, init_size)
             X = batch_rows_of(X, sample_ids, xp=xp)
             sample_weight = take_host_ids(sample_weight, sample_ids, xp=xp)
+            X_work = frame.apply(X)
+        else:
+            X_work = frame_view(X, frame, xp=xp, device=placement.device)
         if explicit_centers is not None:
             return explicit_centers
         if callable(self.init):
             centers = self.init(X if is_sparse(X) else placement.to_input(X), n_clusters, random_state)
-            return self._check_centers(centers, placement, n_clusters, "the init callable")
-        return seed_centers(self.init, X, sample_weight, n_clusters, random_state, xp=xp)
+            return frame.apply(self._check_centers(centers, placement, n_clusters, "the init callable"))
+        return seed_centers(self.init, X_work, sample_weight, n_clusters, random_state, xp=xp)
 
     def _block_rows(self, n_rows: int, n_features: int, X: Any, xp: Any) -> int:
         return assignment_block_rows(n_rows, self.n_clusters, n_features, _itemsize(X, xp), xp, self.working_memory)

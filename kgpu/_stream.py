@@ -23,12 +23,14 @@ RESIDENT_FRACTION = 0.5
 
 
 class StreamedRows:
-    """A host matrix read onto the compute device one row block at a time.
+    """A matrix read onto the compute device one row block at a time, transformed on the way.
 
     Parameters
     ----------
-    host : numpy.ndarray or numpy.memmap of shape (n, d)
-        Never written to.
+    host : array of shape (n, d)
+        A NumPy array or memmap on the host, or an array already on the
+        compute device (then only the transform is applied per block). Never
+        written to.
     xp : namespace
         Compute namespace.
     device : object
@@ -38,6 +40,8 @@ class StreamedRows:
     homogeneous : bool
         Append a column of ones (``[x - offset, 1]``, see
         :func:`kgpu._distances.homogeneous`).
+    frame : kgpu._scale.Frame or None
+        Working frame applied to every row (instead of ``offset``).
 
     Attributes
     ----------
@@ -48,25 +52,40 @@ class StreamedRows:
 
     ndim = 2
 
-    def __init__(self, host: np.ndarray, xp: Any, device: Any, *, offset: Any = None, homogeneous: bool = False):
+    def __init__(
+        self, host: Any, xp: Any, device: Any, *, offset: Any = None, homogeneous: bool = False, frame: Any = None
+    ):
+        from ._scale import Frame
+
         self.host = host
         self.xp = xp
         self.device = device
-        self.offset = offset
+        if frame is None:
+            frame = Frame(offset, 0)
+        self.frame = frame
+        self.offset = frame.origin
         self.homogeneous = homogeneous
         n_rows, n_features = host.shape
         self.shape = (n_rows, n_features + 1 if homogeneous else n_features)
-        self.dtype = xp.float32 if host.dtype == np.float32 else xp.float64
+        if isinstance(host, np.ndarray):
+            self.dtype = xp.float32 if host.dtype == np.float32 else xp.float64
+        else:
+            self.dtype = host.dtype
 
     def __repr__(self) -> str:
         return (
-            f"StreamedRows(shape={self.shape}, dtype={self.host.dtype}, to={backend_name(self.xp)}:{self.device}, "
-            f"centered={self.offset is not None}, homogeneous={self.homogeneous})"
+            f"StreamedRows(shape={self.shape}, dtype={self.dtype}, to={backend_name(self.xp)}:{self.device}, "
+            f"centered={self.offset is not None}, exponent={self.frame.exponent}, homogeneous={self.homogeneous})"
         )
+
+    def in_frame(self, frame: Any, *, homogeneous: bool | None = None) -> "StreamedRows":
+        """The same source rows read in working frame ``frame`` (replacing this one's)."""
+        homogeneous = self.homogeneous if homogeneous is None else homogeneous
+        return StreamedRows(self.host, self.xp, self.device, frame=frame, homogeneous=homogeneous)
 
     def without_ones(self) -> "StreamedRows":
         """The same rows without the homogeneous column (``design[:, :-1]``)."""
-        return StreamedRows(self.host, self.xp, self.device, offset=self.offset, homogeneous=False)
+        return self.in_frame(self.frame, homogeneous=False)
 
     def __getitem__(self, key: Any) -> Any:
         rows, columns = key if isinstance(key, tuple) else (key, slice(None))
@@ -74,45 +93,75 @@ class StreamedRows:
             return self.without_ones()
         if not isinstance(rows, slice) or rows.step not in (None, 1) or columns != slice(None):
             raise TypeError(f"StreamedRows supports X[start:stop, :] and X[:, :-1], got {key!r}.")
-        return self._to_device(self.host[rows])
+        return self._to_device(self.host[rows, :])
 
     def take(self, indices: np.ndarray) -> Any:
         """Rows ``indices`` (host integers) on the compute device, transformed."""
-        return self._to_device(self.host[np.asarray(indices, dtype=np.int64)])
+        indices = np.asarray(indices, dtype=np.int64)
+        if isinstance(self.host, np.ndarray):
+            return self._to_device(self.host[indices])
+        return self._to_device(_take_device_rows(self.host, indices, self.xp))
 
-    def _to_device(self, host_rows: np.ndarray) -> Any:
+    def _to_device(self, host_rows: Any) -> Any:
         xp = self.xp
-        block = move_to(np.ascontiguousarray(host_rows), xp, self.device)
-        if self.offset is not None:
-            block = block - self.offset
+        if isinstance(host_rows, np.ndarray):
+            block = move_to(np.ascontiguousarray(host_rows), xp, self.device)
+        else:
+            block = host_rows
+        if not self.frame.is_identity:
+            block = self.frame.apply(block)
         if self.homogeneous:
             ones = xp.ones((block.shape[0], 1), dtype=block.dtype, device=self.device)
             block = xp.concat([block, ones], axis=1)
         return block
 
 
-def working_copy(X: Any, *, xp: Any, offset: Any = None) -> Any:
-    """Lloyd's working copy ``[X - offset, 1]``: a new device array, or streamed when ``X`` is.
+def working_copy(X: Any, *, xp: Any, offset: Any = None, frame: Any = None) -> Any:
+    """Lloyd's working copy ``[(X - origin) * scale, 1]``: a new device array, or streamed when ``X`` is.
 
     Parameters
     ----------
     X : array of shape (n, d) or StreamedRows
     xp : namespace
     offset : array of shape (d,) or None
+        Origin subtracted from every row (when no ``frame`` is given).
+    frame : kgpu._scale.Frame or None
+        Working frame of the fit (origin and power-of-two scale).
 
     Returns
     -------
     design : array of shape (n, d + 1) or StreamedRows
     """
+    from ._scale import Frame
+
+    if frame is None:
+        frame = Frame(offset, 0)
     if isinstance(X, StreamedRows):
-        return StreamedRows(X.host, X.xp, X.device, offset=offset, homogeneous=True)
+        return X.in_frame(frame, homogeneous=True)
     from ._distances import homogeneous
 
-    return homogeneous(X, xp=xp, offset=offset)
+    return homogeneous(X, xp=xp, offset=frame.origin, scale_exponent=-frame.exponent)
+
+
+def _take_device_rows(X: Any, indices: np.ndarray, xp: Any) -> Any:
+    """``X[indices]`` of a device array without copying all of ``X``.
+
+    NumPy's ``take`` makes a contiguous copy of a strided input (such as the
+    view ``design[:, :-1]``) before gathering; fancy indexing reads only the
+    rows asked for.
+    """
+    if isinstance(X, np.ndarray):
+        return X[indices]
+    from ._backend import device_of
+
+    return xp.take(X, xp.asarray(indices, device=device_of(X)), axis=0)
 
 
 def take_rows(X: Any, indices: Any, *, xp: Any) -> Any:
     """``X[indices]`` on the compute device, for a device array or :class:`StreamedRows`.
+
+    Only the rows asked for are read: a strided view (``design[:, :-1]``) is
+    never copied whole.
 
     Parameters
     ----------
@@ -126,10 +175,10 @@ def take_rows(X: Any, indices: Any, *, xp: Any) -> Any:
 
             indices = to_numpy(indices)
         return X.take(indices)
-    if isinstance(indices, np.ndarray) or isinstance(indices, (list, tuple)):
-        from ._backend import device_of
-
-        indices = xp.asarray(np.asarray(indices, dtype=np.int64), device=device_of(X))
+    if isinstance(indices, (np.ndarray, list, tuple)):
+        return _take_device_rows(X, np.asarray(indices, dtype=np.int64), xp)
+    if isinstance(X, np.ndarray):
+        return X[np.asarray(indices, dtype=np.int64)]
     return xp.take(X, indices, axis=0)
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import os
 import signal
 import sys
 import time
@@ -583,7 +582,7 @@ def run_predict(args: argparse.Namespace) -> int:
         labeller = _model_labeller(args)
     else:
         labeller = _centers_labeller(args)
-    X, feature_names = _load(args)
+    X, feature_names = labeller.load(args)
     labeller.check(X, feature_names)
     n_rows = X.shape[0]
     # One row first: modules imported and kernels chosen (or compiled) before
@@ -606,6 +605,10 @@ class _Labeller:
     n_clusters: int
     n_features: int
     source: str
+
+    def load(self, args: argparse.Namespace) -> tuple[Any, list[str] | None]:
+        """The rows to label and their column names."""
+        return _load(args)
 
     def check(self, X: Any, feature_names: list[str] | None) -> None:
         if X.shape[1] != self.n_features:
@@ -645,6 +648,18 @@ class _ModelLabeller(_Labeller):
         self.n_features = int(self.metadata["n_features"])
         self.source = f"the model {path}"
         self._data = data
+
+    def load(self, args: argparse.Namespace) -> tuple[Any, list[str] | None]:
+        """The model's columns, by name, when the file has them all and no ``--columns`` was given."""
+        from ._io import DataError, load_table
+
+        expected = self.metadata.get("feature_names")
+        if expected and args.columns is None and Path(args.data).suffix.lower() in (".csv", ".tsv", ".txt", ".parquet"):
+            try:
+                return load_table(args.data, key=args.key, columns=expected)
+            except DataError:
+                pass  # not those columns (or no header): read the file as it is; check() says what differs
+        return _load(args)
 
     def check(self, X: Any, feature_names: list[str] | None) -> None:
         super().check(X, feature_names)

@@ -38,6 +38,7 @@ from ._distances import (
     row_sq_norms,
     sq_distance_to_own_center,
 )
+from ._scale import fit_frame, frame_view, is_translation_invariant
 from ._segment import segment_sum, segment_weight
 from ._kernels.dispatch import ANY_BACKEND, call, register
 from ._validation import check_data, check_sample_weight
@@ -369,6 +370,17 @@ def _add_all(parts: list) -> Any:
     return total
 
 
+def _in_working_frame(X: Any, metric: Metric, *, xp: Any, budget_mib: Any = None) -> Any:
+    """A copy of ``X`` in its working frame (:mod:`kgpu._scale`): the data's mean as origin, rescaled when extreme.
+
+    Every score computed here is unchanged by the translation (for metrics
+    that allow it) and by the power-of-two scale, so the copy keeps the
+    digits float32 would lose far from zero and keeps squares finite.
+    """
+    frame = fit_frame(X, xp=xp, center=is_translation_invariant(metric), budget_mib=_check_working_memory(budget_mib))
+    return frame.apply(X)
+
+
 def _numpy_dtype(X: Any, xp: Any) -> type:
     return np.float32 if X.dtype == xp.float32 else np.float64
 
@@ -474,7 +486,12 @@ def inertia(
     labels_c = _center_indices(labels, n_samples, n_clusters, xp=xp, device=placed.device)
     weights = check_sample_weight(sample_weight, X_c, xp, placed.device)
     rows = block_rows(n_samples, (2 * n_features + 4) * itemsize(X_c, xp), xp, _check_working_memory(working_memory))
-    return weighted_inertia(X_c, weights, centers_c, labels_c, xp=xp, rows_per_block=rows)
+    frame = fit_frame(X_c, xp=xp, budget_mib=_check_working_memory(working_memory))
+    total = weighted_inertia(
+        frame_view(X_c, frame, xp=xp, device=placed.device), weights, frame.apply(centers_c), labels_c,
+        xp=xp, rows_per_block=rows,
+    )
+    return frame.restore_distances(total, 2)
 
 
 def _center_indices(labels: Any, n_samples: int, n_clusters: int, *, xp: Any, device: Any) -> Any:
@@ -551,7 +568,7 @@ def silhouette_samples(
     encoded = encode_labels(labels, X_c.shape[0], xp=xp, device=placed.device)
     check_number_of_labels(encoded.n_labels, X_c.shape[0])
     values = silhouette_kernel(
-        X_c, encoded.codes, encoded.n_labels, metric_checked, xp=xp,
+        _in_working_frame(X_c, metric_checked, xp=xp, budget_mib=working_memory), encoded.codes, encoded.n_labels, metric_checked, xp=xp,
         budget_mib=_check_working_memory(working_memory),
     )
     return placed.to_input(xp.astype(values, X_c.dtype))
@@ -610,7 +627,7 @@ def silhouette_score(
         encoded = compact_codes(xp.take(encoded.codes, rows, axis=0), encoded.n_labels, xp=xp)
     check_number_of_labels(encoded.n_labels, X_c.shape[0])
     values = silhouette_kernel(
-        X_c, encoded.codes, encoded.n_labels, metric_checked, xp=xp,
+        _in_working_frame(X_c, metric_checked, xp=xp, budget_mib=working_memory), encoded.codes, encoded.n_labels, metric_checked, xp=xp,
         budget_mib=_check_working_memory(working_memory),
     )
     return float(xp.mean(values))
@@ -624,7 +641,9 @@ def _labelled_cluster_stats(
     xp, X_c = placed.xp, placed.X
     encoded = encode_labels(labels, X_c.shape[0], xp=xp, device=placed.device)
     check_number_of_labels(encoded.n_labels, X_c.shape[0])
-    return cluster_stats(X_c, encoded.codes, encoded.n_labels, xp=xp, budget_mib=_check_working_memory(working_memory))
+    # Both scores are ratios of dispersions: the working frame changes no value.
+    X_work = _in_working_frame(X_c, _EUCLIDEAN, xp=xp, budget_mib=working_memory)
+    return cluster_stats(X_work, encoded.codes, encoded.n_labels, xp=xp, budget_mib=_check_working_memory(working_memory))
 
 
 def calinski_harabasz_score(

@@ -32,9 +32,11 @@ from ._backend import device_of, move_to, to_numpy
 from ._base import Placement
 from ._blocks import block_rows, map_blocks, row_blocks
 from ._progress import progress_bar
+from ._scale import Frame, fit_frame
 from .metrics import (
     EncodedLabels,
     _check_silhouette_metric,
+    _in_working_frame,
     _check_working_memory,
     _place,
     calinski_harabasz_from_stats,
@@ -495,6 +497,11 @@ class _Sweep:
         # kgpu estimators compute where their input lives; others get NumPy.
         self.fits_on_device = "backend" in template.get_params(deep=False)
         self._host_X: np.ndarray | None = None
+        # Dispersions are computed in the data's working scale (kgpu._scale),
+        # so that data near the largest or smallest floats keeps finite,
+        # nonzero sums of squares; every criterion is a ratio or a log, and
+        # the scale is a power of two, so no criterion changes.
+        self.frame = Frame(None, fit_frame(placed.X, xp=placed.xp, center=False, budget_mib=budget_mib).exponent)
 
     @property
     def n_samples(self) -> int:
@@ -516,17 +523,27 @@ class _Sweep:
         return self.fit(k, self.placed.X, self._host_X, fit_params)
 
     def stats(self, X: Any, labels: EncodedLabels):
-        return cluster_stats(X, labels.codes, labels.n_labels, xp=self.xp, budget_mib=self.budget_mib)
+        """:func:`cluster_stats` of ``X`` in the sweep's working scale (``within_ss`` in working units)."""
+        return cluster_stats(self.frame.apply(X), labels.codes, labels.n_labels, xp=self.xp, budget_mib=self.budget_mib)
+
+    def log_w(self, stats: Any) -> float:
+        """``log W`` in the data's units, from :meth:`stats` (finite even where ``W`` overflows)."""
+        return _log(stats.within_ss) + 2 * self.frame.exponent * math.log(2.0)
 
 
-def _objective(model: Any, sweep: _Sweep, labels: EncodedLabels, stats: Any = None) -> float:
-    """The model's own objective (``inertia_``), else the within-cluster sum of squares."""
+def _objective(model: Any, sweep: _Sweep, labels: EncodedLabels, stats: Any = None) -> tuple[float, float]:
+    """The model's own objective (``inertia_``), else the within-cluster sum of squares.
+
+    Returns ``(in the data's units, in the sweep's working units)``; the knee
+    is found on the second, which stays finite at extreme magnitudes.
+    """
     value = getattr(model, "inertia_", None)
-    if value is not None and np.isfinite(float(value)):
-        return float(value)
+    # Outside the working scale an objective may have overflowed or underflowed to 0.
+    if value is not None and np.isfinite(float(value)) and (float(value) != 0 or sweep.frame.exponent == 0):
+        return float(value), sweep.frame.restore_distances(float(value), -2)
     if stats is None:
         stats = sweep.stats(sweep.placed.X, labels)
-    return stats.within_ss
+    return sweep.frame.restore_distances(stats.within_ss, 2), stats.within_ss
 
 
 class _SilhouetteRows:
@@ -543,6 +560,8 @@ class _SilhouetteRows:
             rows = sample_indices(sweep.n_samples, self.sample_size, random_state)
             self.rows = move_to(rows, xp, device_of(X))
             self.X = xp.take(X, self.rows, axis=0)
+        # The silhouette does not change in the working frame, where float32 keeps its digits.
+        self.X = _in_working_frame(self.X, self.metric, xp=xp, budget_mib=sweep.budget_mib)
 
     def score(self, labels: EncodedLabels) -> float:
         """Mean silhouette, NaN when undefined (fewer than 2 clusters, or one per row)."""
@@ -645,7 +664,7 @@ def _reference_log_w(sweep: _Sweep, k_values: np.ndarray, n_refs: int, reference
         reference_data = move_to(reference_host, xp, device_of(X))
         for i, k in enumerate(k_values):
             _, labels = sweep.fit(int(k), reference_data, reference_host)
-            ref_log_w[b, i] = _log(sweep.stats(reference_data, labels).within_ss)
+            ref_log_w[b, i] = sweep.log_w(sweep.stats(reference_data, labels))
             bar.update(1)
     return ref_log_w
 
@@ -730,15 +749,17 @@ def elbow(
     """
     sweep, k_values = _start(X, k_range, estimator, random_state, backend, device, working_memory)
     _need_points("elbow", k_values, 3)
-    models, inertia = {}, []
+    models, inertia, working_inertia = {}, [], []
     with progress_bar(progress, total=k_values.size, description="elbow", unit="fit") as bar:
         for k in k_values:
             model, labels = sweep.fit_data(int(k), fit_params)
             models[int(k)] = model
-            inertia.append(_objective(model, sweep, labels))
+            value, working_value = _objective(model, sweep, labels)
+            inertia.append(value)
+            working_inertia.append(working_value)
             bar.update(1)
     inertia = np.array(inertia)
-    knee = find_knee(k_values, inertia, sensitivity=sensitivity)
+    knee = find_knee(k_values, np.array(working_inertia), sensitivity=sensitivity)
     return ElbowResult(
         k_values, inertia, None if knee.knee is None else int(knee.knee),
         tuple(int(k) for k in knee.knees), knee.difference, models,
@@ -874,7 +895,7 @@ def gap_statistic(
         for k in k_values:
             model, labels = sweep.fit_data(int(k))
             models[int(k)] = model
-            log_w.append(_log(sweep.stats(sweep.placed.X, labels).within_ss))
+            log_w.append(sweep.log_w(sweep.stats(sweep.placed.X, labels)))
             bar.update(1)
         ref_log_w = _reference_log_w(sweep, k_values, n_refs, reference, random_state, bar)
     log_w = np.array(log_w)
@@ -966,7 +987,10 @@ def choose_k(
     silhouette_rows = _SilhouetteRows(sweep, metric, sample_size, random_state) if "silhouette" in criteria else None
     needs_stats = {"calinski_harabasz", "davies_bouldin", "gap"} & set(criteria)
     n_k = k_values.size
-    values = {name: np.full(n_k, np.nan) for name in ("inertia", "silhouette", "calinski_harabasz", "davies_bouldin", "log_w")}
+    values = {
+        name: np.full(n_k, np.nan)
+        for name in ("inertia", "working_inertia", "silhouette", "calinski_harabasz", "davies_bouldin", "log_w")
+    }
     models = {}
     n_fits = n_k * (1 + (n_refs if "gap" in criteria else 0))
     with progress_bar(progress, total=n_fits, description="choose_k", unit="fit") as bar:
@@ -974,11 +998,11 @@ def choose_k(
             model, labels = sweep.fit_data(int(k))
             models[int(k)] = model
             stats = sweep.stats(sweep.placed.X, labels) if needs_stats else None
-            values["inertia"][i] = _objective(model, sweep, labels, stats)
+            values["inertia"][i], values["working_inertia"][i] = _objective(model, sweep, labels, stats)
             if silhouette_rows is not None:
                 values["silhouette"][i] = silhouette_rows.score(labels)
             if stats is not None:
-                values["log_w"][i] = _log(stats.within_ss)
+                values["log_w"][i] = sweep.log_w(stats)
                 if _defined(labels.n_labels, sweep.n_samples):
                     values["calinski_harabasz"][i] = calinski_harabasz_from_stats(stats, sweep.n_samples)
                     values["davies_bouldin"][i] = davies_bouldin_from_stats(stats)
@@ -990,7 +1014,7 @@ def choose_k(
     picks: dict = {}
     result = ChooseKResult(k_values, values["inertia"], models=models, picks=picks)
     if "elbow" in criteria:
-        knee = find_knee(k_values, values["inertia"], sensitivity=sensitivity)
+        knee = find_knee(k_values, values["working_inertia"], sensitivity=sensitivity)
         picks["elbow"] = None if knee.knee is None else int(knee.knee)
         result.knees = tuple(int(k) for k in knee.knees)
     if "silhouette" in criteria:

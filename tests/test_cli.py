@@ -752,3 +752,38 @@ def test_a_terminal_without_width_still_gets_a_bar(capsys, monkeypatch, columns)
     assert "narrow" in err and "3/3" in err and "|" in err
     monkeypatch.setenv("COLUMNS", "120")
     assert _progress.terminal_width(sys.stderr) == 120
+
+
+# ----------------------------------------------------------------- start-up
+def _modules_after(code, tmp_path):
+    """Names in ``sys.modules`` after running ``code`` in a fresh interpreter."""
+    done = subprocess.run([sys.executable, "-c", code + "\nimport sys; print(' '.join(sorted(sys.modules)))"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return set(done.stdout.split())
+
+
+def test_version_and_help_import_nothing_heavy(tmp_path):
+    for argv in (["--version"], ["--help"], ["fit", "--help"]):
+        code = f"from kgpu.cli import main\ntry:\n    main({argv!r})\nexcept SystemExit:\n    pass"
+        loaded = _modules_after(code, tmp_path)
+        assert not loaded & {"numpy", "torch", "sklearn", "scipy", "kgpu._kmeans"}, argv
+
+
+def test_import_kgpu_is_lazy_and_complete(tmp_path):
+    assert "numpy" not in _modules_after("import kgpu", tmp_path)
+    loaded = _modules_after("from kgpu import KMeans, BisectingKMeans, save, load, metrics", tmp_path)
+    assert {"kgpu._kmeans", "kgpu._bisecting", "kgpu._model", "kgpu.metrics"} <= loaded
+    assert all(hasattr(kgpu, name) for name in kgpu.__all__)
+    assert set(kgpu.__all__) <= set(dir(kgpu))
+    with pytest.raises(AttributeError, match="has no attribute 'Nope'"):
+        kgpu.Nope  # noqa: B018
+
+
+def test_auto_backend_without_a_gpu_does_not_import_torch(tmp_path):
+    from kgpu.cli import cuda_driver_sees_a_device
+
+    if cuda_driver_sees_a_device():
+        pytest.skip("a CUDA device is present: torch may rightly be the answer")
+    loaded = _modules_after("from kgpu.cli import resolve_backend\nassert resolve_backend('auto') == 'numpy'", tmp_path)
+    assert "torch" not in loaded

@@ -182,24 +182,32 @@ def test_cli_streamed_minibatch_model_predicts_the_fit_labels(tmp_path, noise):
     assert_equal(np.load(tmp_path / "p.npy"), np.load(run / "labels.npy"))
 
 
-def test_cli_model_records_csv_columns_and_checks_them(tmp_path, capsys):
+def test_cli_model_records_csv_columns_and_uses_them_by_name(tmp_path, capsys):
     X, _ = make_blobs(n_samples=60, n_features=3, centers=3, random_state=0)
     train = tmp_path / "train.csv"
     np.savetxt(train, X, delimiter=",", header="a,b,c", comments="", fmt="%.17g")
     assert main(["fit", str(train), "--k", "3", "--out", str(tmp_path / "run")]) == 0
-    assert kgpu.load(tmp_path / "run" / "model.kgpu").model_metadata_["feature_names"] == ["a", "b", "c"]
-    swapped = tmp_path / "swapped.csv"
-    np.savetxt(swapped, X[:, [1, 0, 2]], delimiter=",", header="b,a,c", comments="", fmt="%.17g")
+    model = tmp_path / "run" / "model.kgpu"
+    assert kgpu.load(model).model_metadata_["feature_names"] == ["a", "b", "c"]
+    # Columns in another order, and one more: the model's columns are read by name.
+    shuffled = tmp_path / "shuffled.csv"
+    extra = np.column_stack([X[:, [1, 0, 2]], np.arange(60)])
+    np.savetxt(shuffled, extra, delimiter=",", header="b,a,c,row_id", comments="", fmt="%.17g")
+    assert main(["predict", str(shuffled), "--model", str(model), "--out", str(tmp_path / "p.npy")]) == 0
+    assert_equal(np.load(tmp_path / "p.npy"), np.load(tmp_path / "run" / "labels.npy"))
+    # Other names: refused, pointing to --columns, which then chooses them.
+    renamed = tmp_path / "renamed.csv"
+    np.savetxt(renamed, X, delimiter=",", header="x,y,z", comments="", fmt="%.17g")
     capsys.readouterr()
-    status = main(["predict", str(swapped), "--model", str(tmp_path / "run" / "model.kgpu"), "--out", str(tmp_path / "p.npy")])
+    status = main(["predict", str(renamed), "--model", str(model), "--out", str(tmp_path / "p.npy")])
     assert status == 1
     assert capsys.readouterr().err.strip() == (
-        f"kgpu predict: error: {swapped} has columns b, a, c but the model {tmp_path / 'run' / 'model.kgpu'} "
+        f"kgpu predict: error: {renamed} has columns x, y, z but the model {model} "
         "was fitted on a, b, c; choose them with --columns."
     )
-    assert main(["predict", str(swapped), "--columns", "a,b,c", "--model", str(tmp_path / "run" / "model.kgpu"),
-                 "--out", str(tmp_path / "p.npy")]) == 0
-    assert_equal(np.load(tmp_path / "p.npy"), np.load(tmp_path / "run" / "labels.npy"))
+    assert main(["predict", str(shuffled), "--columns", "b,a,c", "--model", str(model),
+                 "--out", str(tmp_path / "p2.npy")]) == 1  # chosen by hand, in the wrong order
+    assert "has columns b, a, c but the model" in capsys.readouterr().err
 
 
 def test_cli_model_and_metric_errors(tmp_path, capsys, noise):

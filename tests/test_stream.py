@@ -249,3 +249,19 @@ def test_minibatch_partial_fit_over_memmap_chunks_equals_in_memory(tmp_path):
     assert_close(streamed.cluster_centers_, reference.cluster_centers_, rtol=1e-12, atol=1e-12)
     assert_equal(streamed.labels_, reference.labels_)
     assert_equal(streamed.predict(X_map), reference.predict(X))
+
+
+def test_take_rows_of_a_strided_view_reads_only_those_rows():
+    """``design[:, :-1]`` is a strided view: gathering rows must not copy all of it."""
+    design = np.ones((200_000, 33), dtype=np.float32)  # 26 MB
+    view = design[:, :-1]
+    assert not view.flags.c_contiguous
+    tracemalloc.start()
+    try:
+        rows = take_rows(view, np.array([5, 7, 199_999]), xp=NP)
+        device_rows = take_rows(view, NP.asarray([1, 2]), xp=NP)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert rows.shape == (3, 32) and device_rows.shape == (2, 32)
+    assert peak < 1_000_000, f"take_rows allocated {peak} bytes for 5 rows"

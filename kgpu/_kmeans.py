@@ -18,9 +18,12 @@ from ._init_parallel import kmeans_parallel_centers
 from . import _sparse
 from ._elkan import check_algorithm, hamerly
 from ._sparse import is_sparse
+from ._spherical import spherical_lloyd, unit_centers, unit_rows_blockwise
+from ._stream import StreamedRows
+from ._distances import unit_rows
 from ._lloyd import lloyd
 from ._progress import check_progress
-from ._scale import fit_frame
+from ._scale import IDENTITY, fit_frame
 from ._validation import (
     check_data,
     check_n_clusters,
@@ -31,6 +34,7 @@ from ._validation import (
 )
 
 EUCLIDEAN = check_metric("euclidean")
+COSINE = check_metric("cosine")
 INIT_METHODS = ("k-means++", "k-means||", "random", "random-partition")
 
 
@@ -91,6 +95,19 @@ array-like of shape (n_clusters, n_features), default="k-means++"
         it costs ``3n`` more numbers of memory and a ``k x k`` center distance
         per iteration. A single cluster always uses ``"lloyd"`` (with a
         warning), as in scikit-learn; Dask input always runs ``"lloyd"``.
+    metric : {"euclidean", "cosine"}, default="euclidean"
+        ``"cosine"``: spherical K-Means, for embeddings and text. Rows are
+        scaled to unit norm (in the working copy; all-zero rows stay zero),
+        assignment is by largest inner product, each center is the
+        renormalised weighted mean of its rows, ``inertia_`` is the weighted
+        sum of cosine distances ``1 - cos(x, c)``, k-means++ samples by cosine
+        distance, ``cluster_centers_`` have unit norm, and ``predict``,
+        ``transform`` (cosine distances) and ``score`` use the cosine
+        distance. Costs one normalised copy of ``X`` on top of the working
+        copy; ``algorithm`` and ``copy_x`` have no effect (nothing is
+        centered). All-zero rows are at cosine distance 1 from every center
+        (their label among those ties is arbitrary). Works on sparse rows;
+        not available for Dask or memory-mapped streaming.
     copy_x : bool, default=True
         Center the working copy of the data before clustering (better
         precision of the ``||x||^2 - 2x.c + ||c||^2`` expansion, as
@@ -178,6 +195,7 @@ array-like of shape (n_clusters, n_features), default="k-means++"
         random_state: Any = None,
         copy_x: bool = True,
         algorithm: str = "lloyd",
+        metric: str = "euclidean",
         backend: str | None = None,
         device: Any = None,
         working_memory: float | None = None,
@@ -192,6 +210,7 @@ array-like of shape (n_clusters, n_features), default="k-means++"
         self.random_state = random_state
         self.copy_x = copy_x
         self.algorithm = algorithm
+        self.metric = metric
         self.backend = backend
         self.device = device
         self.working_memory = working_memory
@@ -219,11 +238,15 @@ array-like of shape (n_clusters, n_features), default="k-means++"
         max_iter = check_positive_int(self.max_iter, "max_iter")
         tol = check_non_negative_float(self.tol, "tol")
         algorithm = check_algorithm(self.algorithm, n_clusters, type(self).__name__)
+        cosine = self._spherical()
         check_progress(self.progress)
         if is_sparse(X):
             return self._fit_sparse(X, sample_weight, n_clusters=n_clusters, max_iter=max_iter, tol=tol)
         if is_dask_array(X):
             from ._dask import fit_kmeans
+
+            if cosine:
+                raise ValueError("metric='cosine' does not take Dask arrays yet; compute the array first.")
 
             return fit_kmeans(self, X, sample_weight, n_clusters=n_clusters, max_iter=max_iter, tol=tol)
         placement = self._place(X, reset=True, streamable=True)
@@ -241,13 +264,21 @@ array-like of shape (n_clusters, n_features), default="k-means++"
         # scores into one GEMM. The caller's X is never touched.
         # The working frame (kgpu._scale) also rescales data at extreme magnitudes.
         budget_mib = self.working_memory
-        frame = self._fit_working_frame(X_fit, sample_weight, xp=xp, center=bool(self.copy_x))
-        design = working_copy(X_fit, xp=xp, frame=frame)
-        X_work = design[:, :-1]
-        absolute_tol = tol * mean_feature_variance(X_work, sample_weight, xp=xp, budget_mib=budget_mib) if tol > 0 else 0.0
         rows_per_block = assignment_block_rows(
             n_samples, n_clusters, n_features, _itemsize(X_fit, xp), xp, self.working_memory
         )
+        if cosine:
+            # Spherical K-Means clusters the directions: unit rows, neither centered nor scaled.
+            if isinstance(X_fit, StreamedRows):
+                raise ValueError("metric='cosine' needs X in memory; it does not stream a memory-mapped X yet.")
+            frame = IDENTITY
+            self._working_frame = IDENTITY.to_host()
+            design = working_copy(unit_rows_blockwise(X_fit, xp=xp, rows_per_block=rows_per_block), xp=xp, frame=frame)
+        else:
+            frame = self._fit_working_frame(X_fit, sample_weight, xp=xp, center=bool(self.copy_x))
+            design = working_copy(X_fit, xp=xp, frame=frame)
+        X_work = design[:, :-1]
+        absolute_tol = tol * mean_feature_variance(X_work, sample_weight, xp=xp, budget_mib=budget_mib) if tol > 0 else 0.0
         x_sq_norms = blockwise_row_sq_norms(X_work, xp=xp, budget_mib=budget_mib) if self._init_name() == "k-means++" else None
 
         best = None
@@ -257,9 +288,12 @@ array-like of shape (n_clusters, n_features), default="k-means++"
                     centers = frame.apply(init_centers)
                 else:
                     centers = self._initial_centers(X, X_work, frame, sample_weight, n_clusters, random_state, x_sq_norms, placement)
+                if cosine:
+                    user_given = init_centers is not None or callable(self.init)
+                    centers = unit_centers(centers, xp=xp) if user_given else unit_rows(centers, xp=xp)
                 if self.verbose:
                     print("Initialization complete")
-                iterate = hamerly if algorithm == "elkan" else lloyd
+                iterate = spherical_lloyd if cosine else hamerly if algorithm == "elkan" else lloyd
                 result = iterate(
                     design, sample_weight, centers, max_iter=max_iter, tol=absolute_tol,
                     rows_per_block=rows_per_block, xp=xp,
@@ -286,7 +320,11 @@ array-like of shape (n_clusters, n_features), default="k-means++"
         data is not centered (that would densify it).
         """
         placement = self._place_rows(X, reset=True)
-        X_csr = placement.X
+        cosine = self._spherical()
+        # Spherical K-Means clusters the directions: a unit-row copy, O(nnz).
+        X_csr = _sparse.unit_rows(placement.X) if cosine else placement.X
+        # Sparse rows are never centered or scaled: predict works in the input's coordinates.
+        self._working_frame = IDENTITY.to_host()
         check_n_clusters(n_clusters, X_csr.shape[0])
         weights = to_numpy(self._place_weights(sample_weight, placement))
         n_init = self._n_init = self._resolve_n_init()
@@ -301,11 +339,15 @@ array-like of shape (n_clusters, n_features), default="k-means++"
                     centers = to_numpy(init_centers)
                 else:
                     centers = self._sparse_initial_centers(X, X_csr, weights, n_clusters, random_state, x_sq_norms, placement)
+                if cosine:
+                    user_given = init_centers is not None or callable(self.init)
+                    centers = to_numpy(unit_centers(centers, xp=placement.xp) if user_given else unit_rows(centers, xp=placement.xp))
                 if self.verbose:
                     print("Initialization complete")
                 result = _sparse.lloyd(
                     X_csr, weights, centers, max_iter=max_iter, tol=absolute_tol, x_sq_norms=x_sq_norms,
                     budget_mib=self.working_memory, on_iteration=self._iteration_callback(bar, run, n_init),
+                    spherical=cosine,
                 )
                 self._print_convergence(result, absolute_tol)
                 if best is None or result.inertia < best.inertia:
@@ -370,9 +412,19 @@ array-like of shape (n_clusters, n_features), default="k-means++"
                 f"within tolerance {absolute_tol}."
             )
 
+    def _spherical(self) -> bool:
+        """Validate ``metric``; whether this is spherical K-Means."""
+        metric = getattr(self, "metric", "euclidean")
+        if metric not in ("euclidean", "cosine"):
+            raise ValueError(f"metric must be 'euclidean' or 'cosine' for {type(self).__name__}; got {metric!r}.")
+        return metric == "cosine"
+
+    def _objective_metric(self) -> Metric:
+        return COSINE if self._spherical() else super()._objective_metric()
+
     def _transform_metric(self) -> Metric:
         # Distances, not the squared distances the objective sums (scikit-learn's transform).
-        return EUCLIDEAN
+        return COSINE if self._spherical() else EUCLIDEAN
 
     def _init_name(self) -> str | None:
         return self.init if isinstance(self.init, str) else None

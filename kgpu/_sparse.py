@@ -182,6 +182,7 @@ def lloyd(
     x_sq_norms: np.ndarray | None = None,
     budget_mib: float | None = None,
     on_iteration: Callable[[IterationRecord], None] | None = None,
+    spherical: bool = False,
 ) -> LloydResult:
     """Lloyd iterations on sparse rows, with the convergence rules of :func:`kgpu._lloyd.lloyd`.
 
@@ -200,6 +201,10 @@ def lloyd(
     x_sq_norms : ndarray of shape (n,) or None
     budget_mib : float or None
     on_iteration : callable or None
+    spherical : bool
+        Spherical K-Means (rows of ``X`` and ``centers_init`` of unit norm):
+        each center is renormalised to unit length, and ``inertia`` is the
+        weighted sum of cosine distances.
 
     Returns
     -------
@@ -221,6 +226,8 @@ def lloyd(
         sums, weights = cluster_sums(X, labels, weights64, n_clusters)
         if np.any(weights <= 0):
             sums, weights = _relocate_empty(X, weights64, labels, min_sq_dist, sums, weights)
+        if spherical:
+            weights = np.sqrt(np.einsum("ij,ij->i", sums, sums))  # the mean's direction is the sum's
         safe = np.where(weights > 0, weights, 1.0)
         new_centers = np.where((weights > 0)[:, None], (sums / safe[:, None]).astype(X.dtype), centers)
         center_shift = float(np.sum((new_centers - centers) ** 2))
@@ -236,22 +243,28 @@ def lloyd(
         if center_shift <= tol:
             break
         labels_old = labels
-    if strict_convergence:
-        # The last update averaged unchanged labels: they fit the returned centers.
-        inertia = float(weights64 @ _own_sq_distances(X, x_sq_norms, centers, labels))
+    if not strict_convergence:
+        labels, _ = assign(X, centers, x_sq_norms=x_sq_norms, budget_mib=budget_mib)
+    if spherical:
+        inertia = float(weights64 @ (1 - own_dots(X, centers, labels)))
     else:
-        labels, min_sq_dist = assign(X, centers, x_sq_norms=x_sq_norms, budget_mib=budget_mib)
-        inertia = float(weights64 @ min_sq_dist)
+        # Exact for the returned labels (the last update averaged them when strict).
+        inertia = float(weights64 @ _own_sq_distances(X, x_sq_norms, centers, labels))
     return LloydResult(centers, labels, inertia, n_iter, history)
+
+
+def own_dots(X: sp.csr_matrix, centers: Any, labels: np.ndarray) -> np.ndarray:
+    """``x_i . c[label_i]`` for every row, float64 ``(n,)``: O(nnz), no ``(n, d)`` gather of centers."""
+    centers64 = np.asarray(centers, dtype=np.float64)
+    row_of_value = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+    products = X.data.astype(np.float64) * centers64[labels[row_of_value], X.indices]
+    return np.bincount(row_of_value, weights=products, minlength=X.shape[0])
 
 
 def _own_sq_distances(X: sp.csr_matrix, x_sq_norms: np.ndarray, centers: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """``||x_i - c[label_i]||^2`` for every row, float64 ``(n,)``."""
     centers64 = np.asarray(centers, dtype=np.float64)
-    # x.c[label] over the stored values only: O(nnz), no (n, d) gather of centers.
-    row_of_value = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
-    products = X.data.astype(np.float64) * centers64[labels[row_of_value], X.indices]
-    dots = np.bincount(row_of_value, weights=products, minlength=X.shape[0])
+    dots = own_dots(X, centers64, labels)
     center_sq_norms = np.einsum("ij,ij->i", centers64, centers64)
     return np.maximum(x_sq_norms - 2 * dots + center_sq_norms[labels], 0.0)
 
@@ -354,17 +367,36 @@ def fitted_centers(estimator: Any) -> np.ndarray:
     return np.asarray(to_numpy(estimator.cluster_centers_), dtype=np.float64)
 
 
+def unit_rows(X: sp.csr_matrix) -> sp.csr_matrix:
+    """A copy of ``X`` with every row of unit Euclidean norm (zero rows stay zero): ``O(nnz)``."""
+    from sklearn.preprocessing import normalize
+
+    return normalize(X, norm="l2", copy=True)
+
+
+def _cosine(estimator: Any) -> bool:
+    return estimator._objective_metric().name == "cosine"
+
+
 def predict(estimator: Any, X: Any) -> np.ndarray:
-    """Index of the nearest fitted center of every sparse row, int64 ``(n,)``."""
+    """Index of the nearest fitted center of every sparse row, int64 ``(n,)``.
+
+    Nearest by the estimator's objective: squared Euclidean, or cosine
+    (spherical K-Means: the largest inner product with the unit rows).
+    """
     centers = fitted_centers(estimator)
     X_csr = check_sparse(X, estimator=estimator, reset=False)
+    if _cosine(estimator):
+        return np.argmax(np.asarray(unit_rows(X_csr) @ centers.T), axis=1)
     return assign(X_csr, centers, budget_mib=estimator.working_memory)[0]
 
 
 def transform(estimator: Any, X: Any) -> np.ndarray:
-    """Euclidean distances ``(n, k)`` of sparse rows to the fitted centers, in X's dtype."""
+    """Euclidean (or, for spherical K-Means, cosine) distances ``(n, k)`` to the fitted centers, in X's dtype."""
     centers = fitted_centers(estimator)
     X_csr = check_sparse(X, estimator=estimator, reset=False)
+    if _cosine(estimator):
+        return np.clip(1 - np.asarray(unit_rows(X_csr) @ centers.T), 0, 2).astype(X_csr.dtype)
     return distance_matrix(X_csr, centers, budget_mib=estimator.working_memory).astype(X_csr.dtype)
 
 
@@ -376,6 +408,8 @@ def score(estimator: Any, X: Any, sample_weight: Any) -> float:
     centers = fitted_centers(estimator)
     X_csr = check_sparse(X, estimator=estimator, reset=False)
     weights = np.asarray(check_sample_weight(sample_weight, X_csr, xp_numpy), dtype=np.float64)
+    if _cosine(estimator):
+        return -float(weights @ (1 - np.max(np.asarray(unit_rows(X_csr) @ centers.T), axis=1)))
     return -float(weights @ assign(X_csr, centers, budget_mib=estimator.working_memory)[1])
 
 

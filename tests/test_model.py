@@ -225,9 +225,10 @@ def test_cli_model_and_metric_errors(tmp_path, capsys, noise):
     assert capsys.readouterr().err.strip() == (
         f"kgpu predict: error: the model {model} has 4 features but {tmp_path / 'wide.npy'} has 5."
     )
+    # K-Means takes --metric cosine (spherical K-Means) and nothing else.
     assert main(["fit", str(data), "--k", "3", "--metric", "manhattan", "--out", str(tmp_path / "r2")]) == 1
     assert capsys.readouterr().err.strip() == (
-        "kgpu fit: error: --metric does not apply to --algorithm kmeans (KMeans)."
+        "kgpu fit: error: metric must be 'euclidean' or 'cosine' for KMeans; got 'manhattan'."
     )
     assert main(["fit", str(data), "--k", "3", "--algorithm", "kmedoids", "--metric", "hamming",
                  "--out", str(tmp_path / "r2")]) == 1

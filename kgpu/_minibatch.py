@@ -42,6 +42,9 @@ from ._kmeans import KMeans, mean_feature_variance
 from ._progress import check_progress
 from ._segment import segment_sum, segment_weight
 from ._sparse import is_sparse
+from ._spherical import cosine_inertia, unit_centers, unit_rows_blockwise
+from ._distances import unit_rows
+from ._stream import StreamedRows
 from ._validation import check_n_clusters, check_non_negative_float, check_positive_int, is_dask_array
 
 #: Seeding methods accepted by ``init`` as a string (k-means++ or Forgy).
@@ -390,6 +393,13 @@ class MiniBatchKMeans(KMeans):
         Centers whose count is below ``reassignment_ratio`` times the largest
         count are moved to batch rows drawn ∝ ``w * D^2`` (see Notes). 0
         disables reassignment.
+    metric : {"euclidean", "cosine"}, default="euclidean"
+        ``"cosine"``: online spherical K-Means. Rows are scaled to unit norm
+        (a unit-row copy of ``X``; of each chunk for ``partial_fit``), batches
+        are assigned by largest inner product, every center is renormalised
+        to unit length after each step's running-mean update, and
+        ``inertia_`` is the weighted sum of cosine distances (see
+        :class:`kgpu.KMeans`, ``metric``).
     backend : {None, "auto", "numpy", "cupy", "torch", "array_api_strict"}, default=None
         Library that computes (see :class:`kgpu.KMeans`). Results come back in
         the namespace and on the device of the input.
@@ -507,6 +517,7 @@ class MiniBatchKMeans(KMeans):
         init_size: int | None = None,
         n_init: int | str = "auto",
         reassignment_ratio: float = 0.01,
+        metric: str = "euclidean",
         backend: str | None = None,
         device: Any = None,
         working_memory: float | None = None,
@@ -524,6 +535,7 @@ class MiniBatchKMeans(KMeans):
         self.init_size = init_size
         self.n_init = n_init
         self.reassignment_ratio = reassignment_ratio
+        self.metric = metric
         self.backend = backend
         self.device = device
         self.working_memory = working_memory
@@ -555,12 +567,16 @@ class MiniBatchKMeans(KMeans):
             return fit_minibatch(self, X, sample_weight)
         # A memory-mapped X stays on disk: batches are read with take_rows.
         placement = self._place_rows(X, reset=True)
+        cosine = self._spherical()
         xp, X_source = placement.xp, placement.X
         n_samples, n_features = X_source.shape
         check_n_clusters(n_clusters, n_samples)
         sample_weight = self._place_weights(sample_weight, placement)
-        # Every batch is read in the working frame (kgpu._scale), without a copy of X.
-        frame = self._fit_working_frame(X_source, sample_weight, xp=xp)
+        if cosine:
+            X_source, frame = self._unit_source(X_source, xp), IDENTITY
+        else:
+            # Every batch is read in the working frame (kgpu._scale), without a copy of X.
+            frame = self._fit_working_frame(X_source, sample_weight, xp=xp)
         X_fit = frame_view(X_source, frame, xp=xp, device=placement.device)
         batch_size, init_size = self._batch_and_init_size(n_samples, n_clusters)
         self._init_size = init_size
@@ -586,6 +602,8 @@ class MiniBatchKMeans(KMeans):
             candidate = self._seed(
                 placement, X_source, sample_weight, n_clusters, init_size, random_state, explicit_centers, frame=frame
             )
+            if cosine:
+                candidate = self._unit_seed(candidate, explicit_centers is not None, xp)
             inertia = weighted_sum(nearest_centers(X_valid, candidate, xp=xp, rows_per_block=valid_rows).min_dist, weight_valid, xp=xp)
             if self.verbose:
                 print(f"[MiniBatchKMeans] init {run + 1}/{n_init}: inertia {inertia:.6g}")
@@ -614,8 +632,9 @@ class MiniBatchKMeans(KMeans):
                     xp=xp, rows_per_block=batch_rows, random_state=random_state,
                     reassignment_ratio=reassignment_ratio if reassign else 0.0,
                 )
-                center_shift = float(xp.sum((result.centers - centers) ** 2)) if absolute_tol > 0 else 0.0
-                centers, counts = result.centers, result.counts
+                new_centers = unit_rows(result.centers, xp=xp) if cosine else result.centers
+                center_shift = float(xp.sum((new_centers - centers) ** 2)) if absolute_tol > 0 else 0.0
+                centers, counts = new_centers, result.counts
                 last_batch_inertia = result.inertia
                 stop = monitor.update(step, result.inertia, center_shift)
                 history.append(StepRecord(step + 1, result.inertia / batch_size, monitor.ewa_inertia, center_shift, result.n_reassigned))
@@ -637,10 +656,14 @@ class MiniBatchKMeans(KMeans):
         if self.compute_labels:
             final = nearest_centers(X_fit, centers, xp=xp, rows_per_block=self._block_rows(n_samples, n_features, X_fit, xp))
             self.labels_ = placement.to_input(final.labels)
-            self.inertia_ = frame.restore_distances(weighted_sum(final.min_dist, sample_weight, xp=xp), 2)
+            if cosine:
+                self.inertia_ = self._cosine_inertia(X_fit, sample_weight, centers, final.labels, xp)
+            else:
+                self.inertia_ = frame.restore_distances(weighted_sum(final.min_dist, sample_weight, xp=xp), 2)
         else:
             ewa = monitor.ewa_inertia if monitor.ewa_inertia is not None else last_batch_inertia / batch_size
-            self.inertia_ = frame.restore_distances(float(ewa * total_weight), 2)
+            # On unit rows a squared distance is twice the cosine distance.
+            self.inertia_ = float(ewa * total_weight) / 2 if cosine else frame.restore_distances(float(ewa * total_weight), 2)
         self.backend_ = fitted_backend_name(placement)
         return self
 
@@ -669,7 +692,10 @@ class MiniBatchKMeans(KMeans):
 
             return partial_fit_minibatch(self, X, sample_weight)
         placement = self._place_rows(X, reset=not has_centers, streamable=False)
+        cosine = self._spherical()
         xp, X_chunk = placement.xp, placement.X
+        if cosine:
+            X_chunk = self._unit_source(X_chunk, xp)
         n_rows, n_features = X_chunk.shape
         sample_weight = self._place_weights(sample_weight, placement)
         if not hasattr(self, "_random_state"):
@@ -678,7 +704,11 @@ class MiniBatchKMeans(KMeans):
             check_n_clusters(n_clusters, n_rows)
             self._batch_size, init_size = self._batch_and_init_size(n_rows, n_clusters)
             # The first chunk's frame (kgpu._scale) serves every later chunk.
-            frame = self._fit_working_frame(X_chunk, sample_weight, xp=xp)
+            if cosine:
+                frame = IDENTITY
+                self._working_frame = IDENTITY.to_host()
+            else:
+                frame = self._fit_working_frame(X_chunk, sample_weight, xp=xp)
             explicit_centers = self._explicit_init_centers(placement, n_clusters)
             if explicit_centers is not None:
                 explicit_centers = frame.apply(explicit_centers)
@@ -686,6 +716,8 @@ class MiniBatchKMeans(KMeans):
                 placement, X_chunk, sample_weight, n_clusters, init_size, self._random_state, explicit_centers,
                 frame=frame,
             )
+            if cosine:
+                centers = self._unit_seed(centers, explicit_centers is not None, xp)
             self._counts = np.zeros(n_clusters)
             self._n_since_last_reassign = 0
         else:
@@ -702,11 +734,15 @@ class MiniBatchKMeans(KMeans):
             random_state=self._random_state, reassignment_ratio=reassignment_ratio if reassign else 0.0,
         )
         self._counts = result.counts
-        self.cluster_centers_ = placement.to_input(frame.restore(result.centers))
+        new_centers = unit_rows(result.centers, xp=xp) if cosine else result.centers
+        self.cluster_centers_ = placement.to_input(frame.restore(new_centers))
         if self.compute_labels:
-            final = nearest_centers(X_chunk, result.centers, xp=xp, rows_per_block=rows_per_block)
+            final = nearest_centers(X_chunk, new_centers, xp=xp, rows_per_block=rows_per_block)
             self.labels_ = placement.to_input(final.labels)
-            self.inertia_ = frame.restore_distances(weighted_sum(final.min_dist, sample_weight, xp=xp), 2)
+            if cosine:
+                self.inertia_ = self._cosine_inertia(X_chunk, sample_weight, new_centers, final.labels, xp)
+            else:
+                self.inertia_ = frame.restore_distances(weighted_sum(final.min_dist, sample_weight, xp=xp), 2)
         self.n_steps_ = getattr(self, "n_steps_", 0) + 1
         self.backend_ = fitted_backend_name(placement)
         return self
@@ -770,6 +806,27 @@ class MiniBatchKMeans(KMeans):
             centers = self.init(X if is_sparse(X) else placement.to_input(X), n_clusters, random_state)
             return frame.apply(self._check_centers(centers, placement, n_clusters, "the init callable"))
         return seed_centers(self.init, X_work, sample_weight, n_clusters, random_state, xp=xp)
+
+    def _unit_source(self, X: Any, xp: Any) -> Any:
+        """A unit-row copy of ``X`` for ``metric="cosine"`` (sparse rows stay sparse)."""
+        if is_sparse(X):
+            return _sparse.unit_rows(X)
+        if isinstance(X, StreamedRows):
+            raise ValueError("metric='cosine' needs X in memory; it does not stream a memory-mapped X yet.")
+        return unit_rows_blockwise(X, xp=xp, rows_per_block=self._block_rows(X.shape[0], X.shape[1], X, xp))
+
+    @staticmethod
+    def _unit_seed(centers: Any, user_given: bool, xp: Any) -> Any:
+        """Seeds scaled to unit norm; centers the user gave must have a direction."""
+        return unit_centers(centers, xp=xp) if user_given else unit_rows(centers, xp=xp)
+
+    @staticmethod
+    def _cosine_inertia(X: Any, sample_weight: Any, centers: Any, labels: Any, xp: Any) -> float:
+        """Weighted sum of cosine distances of unit rows to their unit centers."""
+        if is_sparse(X):
+            weights = np.asarray(to_numpy(sample_weight), dtype=np.float64)
+            return float(weights @ (1 - _sparse.own_dots(X, to_numpy(centers), to_numpy(labels))))
+        return cosine_inertia(X, sample_weight, centers, labels, xp=xp, rows_per_block=X.shape[0])
 
     def _block_rows(self, n_rows: int, n_features: int, X: Any, xp: Any) -> int:
         return assignment_block_rows(n_rows, self.n_clusters, n_features, _itemsize(X, xp), xp, self.working_memory)

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from kgpu import KMeans, kmeans_plusplus
+from sklearn.metrics import adjusted_rand_score
+
+from kgpu import KMeans, MiniBatchKMeans, kmeans_plusplus
 
 from ._helpers import asarray, assert_close, assert_equal, assert_namespace, rtol_for, to_numpy
 
@@ -151,3 +153,53 @@ def test_sparse_fit_predicts_dense_rows_by_cosine():
     model = KMeans(n_clusters=5, metric="cosine", random_state=0).fit(sp.csr_matrix(X))
     np.testing.assert_array_equal(model.predict(X), model.labels_)
     np.testing.assert_allclose(model.transform(X), model.transform(sp.csr_matrix(X)), rtol=1e-9, atol=1e-12)
+
+
+# ------------------------------------------------ MiniBatchKMeans(metric="cosine")
+
+
+def _cosine_objective(X, centers, labels, sample_weight=None):
+    units = X / np.linalg.norm(X, axis=1, keepdims=True)
+    weights = np.ones(X.shape[0]) if sample_weight is None else sample_weight
+    return float(weights @ (1 - (units * centers[labels]).sum(axis=1)))
+
+
+def test_minibatch_spherical_finds_the_directions(xp):
+    X_np = _embeddings()
+    batch = MiniBatchKMeans(n_clusters=5, metric="cosine", random_state=0, batch_size=100).fit(asarray(xp, X_np))
+    full = KMeans(n_clusters=5, metric="cosine", random_state=0).fit(X_np)
+    reference = MiniBatchKMeans(n_clusters=5, metric="cosine", random_state=0, batch_size=100).fit(X_np)
+    # Same seed, same batches: every backend gives NumPy's result.
+    assert_close(batch.cluster_centers_, reference.cluster_centers_, rtol=1e-9, atol=1e-9)
+    labels = to_numpy(batch.labels_)
+    centers = to_numpy(batch.cluster_centers_)
+    assert adjusted_rand_score(labels, full.labels_) == 1.0
+    np.testing.assert_allclose(np.linalg.norm(centers, axis=1), 1.0, rtol=1e-9)
+    units = X_np / np.linalg.norm(X_np, axis=1, keepdims=True)
+    np.testing.assert_array_equal(labels, np.argmax(units @ centers.T, axis=1))
+    assert batch.inertia_ == pytest.approx(_cosine_objective(X_np, centers, labels), rel=1e-9)
+    assert batch.score(asarray(xp, X_np)) == pytest.approx(-batch.inertia_, rel=1e-9)
+
+
+def test_minibatch_spherical_sparse_matches_dense():
+    X = np.abs(_embeddings()) + 0.01
+    params = dict(n_clusters=5, metric="cosine", random_state=0, batch_size=100)
+    sparse_fit = MiniBatchKMeans(**params).fit(sp.csr_matrix(X))
+    dense_fit = MiniBatchKMeans(**params).fit(X)
+    np.testing.assert_allclose(sparse_fit.cluster_centers_, dense_fit.cluster_centers_, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(sparse_fit.labels_, dense_fit.labels_)
+    assert sparse_fit.inertia_ == pytest.approx(dense_fit.inertia_, rel=1e-9)
+
+
+def test_minibatch_spherical_partial_fit():
+    X = _embeddings()
+    rng = np.random.default_rng(0)
+    X = X[rng.permutation(X.shape[0])]
+    model = MiniBatchKMeans(n_clusters=5, metric="cosine", random_state=0)
+    for start in range(0, X.shape[0], 250):
+        model.partial_fit(X[start:start + 250])
+    centers = model.cluster_centers_
+    np.testing.assert_allclose(np.linalg.norm(centers, axis=1), 1.0, rtol=1e-9)
+    last = X[500:]
+    assert model.inertia_ == pytest.approx(_cosine_objective(last, centers, model.labels_), rel=1e-9)
+    assert adjusted_rand_score(model.predict(X), KMeans(n_clusters=5, metric="cosine", random_state=0).fit(X).labels_) > 0.9

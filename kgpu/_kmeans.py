@@ -23,7 +23,7 @@ from ._stream import StreamedRows
 from ._distances import unit_rows
 from ._lloyd import lloyd
 from ._progress import check_progress
-from ._scale import IDENTITY, fit_frame
+from ._scale import IDENTITY, fit_frame, weighted_mean as _scale_weighted_mean
 from ._validation import (
     check_data,
     check_n_clusters,
@@ -457,17 +457,9 @@ def weighted_mean(X: Any, sample_weight: Any, *, xp: Any, budget_mib: float | No
     """Weighted mean of the rows: shape ``(d,)``, dtype of ``X`` (accumulated in float64).
 
     ``budget_mib`` bounds one row block's temporaries (default: the backend's).
+    One implementation serves every caller: :func:`kgpu._scale.weighted_mean`.
     """
-    weights64 = xp.astype(sample_weight, xp.float64)
-
-    def block_sum(start: int, stop: int) -> Any:
-        # Each block in X's dtype (no float64 copy of the data), the blocks
-        # added in float64. The mean only centers Lloyd's working copy, where
-        # any offset gives the same clustering: its last bits do not matter.
-        return xp.astype(xp.matmul(sample_weight[start:stop], X[start:stop, :]), xp.float64)
-
-    total = _sum_over_blocks(block_sum, X, xp, budget_mib)
-    return xp.astype(total / xp.sum(weights64), X.dtype)
+    return _scale_weighted_mean(X, sample_weight, xp=xp, budget_mib=budget_mib)
 
 
 def mean_feature_variance(X: Any, sample_weight: Any, *, xp: Any, budget_mib: float | None = None) -> float:

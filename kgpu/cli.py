@@ -717,12 +717,18 @@ class _CentersLabeller(_Labeller):
         from ._backend import move_to, to_numpy
         from ._validation import check_data
 
+        from ._scale import frame_of_centers, is_translation_invariant, metric_power
+
         chunk = check_data(chunk)
         if chunk.dtype not in self._centers_by_dtype:
-            self._centers_by_dtype[chunk.dtype] = move_to(self.centers.astype(chunk.dtype), self.xp, self.device)
-        result = assign(move_to(chunk, self.xp, self.device), self._centers_by_dtype[chunk.dtype], xp=self.xp,
-                        metric=self.metric)
-        self.total_distance += float(np.sum(to_numpy(result.min_dist), dtype=np.float64))
+            centers = move_to(self.centers.astype(chunk.dtype), self.xp, self.device)
+            # Distances in the centers' working frame (kgpu._scale): float32 far from zero keeps its digits.
+            frame = frame_of_centers(centers, xp=self.xp, center=is_translation_invariant(self.metric))
+            self._centers_by_dtype[chunk.dtype] = (frame, frame.apply(centers))
+        frame, centers = self._centers_by_dtype[chunk.dtype]
+        result = assign(frame.apply(move_to(chunk, self.xp, self.device)), centers, xp=self.xp, metric=self.metric)
+        distance = float(np.sum(to_numpy(result.min_dist), dtype=np.float64))
+        self.total_distance += frame.restore_distances(distance, metric_power(self.metric))
         return to_numpy(result.labels)
 
     def describe(self, counts: Any) -> str:

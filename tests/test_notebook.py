@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -20,15 +21,28 @@ def _outputs(notebook, kind):
     ]
 
 
-def test_notebook_is_stored_without_outputs():
+def test_notebook_is_stored_with_the_outputs_of_a_full_run():
     nbformat = pytest.importorskip("nbformat")
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     nbformat.validate(notebook)
     code_cells = [cell for cell in notebook.cells if cell.cell_type == "code"]
-    assert code_cells
-    assert all(cell.outputs == [] and cell.execution_count is None for cell in code_cells)
     parameters = [cell for cell in code_cells if "parameters" in cell.metadata.get("tags", [])]
     assert len(parameters) == 1 and "KGPU_NOTEBOOK_SIZE" in parameters[0].source
+    # Every cell ran, in order, in one kernel, and none failed.
+    assert [cell.execution_count for cell in code_cells] == list(range(1, len(code_cells) + 1))
+    assert not [output for cell in code_cells for output in cell.outputs if output.output_type == "error"]
+    printed = "".join(output.get("text", "") for cell in code_cells for output in cell.outputs)
+    assert "(SIZE='full')" in printed and re.search(r"run \d{4}-\d\d-\d\d \d\d:\d\d", printed)
+    assert "CPU cores" in printed  # the machine
+    assert len(_outputs(notebook, "image/png")) >= 3
+    tables = _outputs(notebook, "text/markdown")
+    timing = [table for table in tables if "| implementation | device | median (s) |" in table]
+    assert timing and "1,000,000 x 32" in timing[0] and "median of 3" in timing[0]
+    assert any("relative difference to kgpu[numpy]" in table for table in tables)
+    gpu = [table for table in tables if "GPU" in table and "bench/results" in table]
+    assert len(gpu) == 1
+    text = "".join(cell.source for cell in notebook.cells)
+    assert "SPEC" not in text and "SPEC" not in "".join(tables)
 
 
 @pytest.mark.slow

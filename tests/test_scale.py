@@ -219,3 +219,18 @@ def test_choose_k_finds_three_blobs_at_any_scale(blobs, dtype, scale, offset):
         warnings.simplefilter("ignore")
         result = select.choose_k(X_scaled, range(2, 6), n_refs=2, random_state=0)
     assert result.picks == {name: 3 for name in result.picks}, result.picks
+
+
+# -------------------------------------------------------- command line
+@pytest.mark.parametrize("source", ["centers", "model"])
+def test_command_line_predict_far_from_the_origin_agrees_with_fit(blobs, tmp_path, capsys, source):
+    from kgpu.cli import main
+
+    X, _ = blobs
+    path = tmp_path / "far.npy"
+    np.save(path, (X + 1e5).astype(np.float32))
+    assert main(["fit", str(path), "--k", "3", "--seed", "0", "--out", str(tmp_path / "run")]) == 0
+    given = ["--centers", str(tmp_path / "run" / "centers.npy")] if source == "centers" else [
+        "--model", str(tmp_path / "run" / "model.kgpu")]
+    assert main(["predict", str(path), *given, "--out", str(tmp_path / "again.npy")]) == 0
+    assert_equal(np.load(tmp_path / "again.npy"), np.load(tmp_path / "run" / "labels.npy"))

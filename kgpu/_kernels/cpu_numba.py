@@ -151,14 +151,28 @@ def _assign_minkowski(X, centers_t, p, start, stop, labels, min_dist):
 
 
 @njit(fastmath=False, cache=True, nogil=True)
-def _segment_medians(grouped, starts, ends, grouped_weights, first_task, last_task, medians):
-    """Weighted medians for tasks ``first_task:last_task`` of (segment, column), rows grouped by segment.
+def _rows_by_segment(labels, starts):
+    """Row indices ordered by segment, in row order within each (a stable counting sort)."""
+    order = np.empty(labels.shape[0], dtype=np.int64)
+    position = starts.copy()
+    for row in range(labels.shape[0]):
+        segment = labels[row]
+        order[position[segment]] = row
+        position[segment] += 1
+    return order
 
-    Each task copies one column of one segment, sorts it (argsort when
-    weighted), and stores the midpoint of the lower and upper weighted
-    medians. ``grouped_weights`` is empty when the medians are unweighted.
+
+@njit(fastmath=False, cache=True, nogil=True)
+def _segment_medians(values, by_segment, starts, ends, grouped_weights, first_task, last_task, medians):
+    """Weighted medians for tasks ``first_task:last_task`` of (segment, column).
+
+    ``values[by_segment[starts[s]:ends[s]]]`` are the rows of segment ``s``.
+    Each task gathers one column of one segment and stores the midpoint of
+    its lower and upper weighted medians: a selection (``np.partition``,
+    O(m)) when unweighted, a sort when weighted. ``grouped_weights`` (in
+    ``by_segment`` order) is empty when the medians are unweighted.
     """
-    n_columns = grouped.shape[1]
+    n_columns = values.shape[1]
     weighted = grouped_weights.shape[0] > 0
     for task in range(first_task, last_task):
         segment = task // n_columns
@@ -167,10 +181,15 @@ def _segment_medians(grouped, starts, ends, grouped_weights, first_task, last_ta
         count = ends[segment] - start
         if count == 0:
             continue
-        column_values = grouped[start : start + count, column].copy()
+        column_values = np.empty(count, dtype=values.dtype)
+        for i in range(count):
+            column_values[i] = values[by_segment[start + i], column]
         if not weighted:
-            column_values.sort()
-            medians[segment, column] = (column_values[(count - 1) // 2] + column_values[count // 2]) / 2
+            middle = count // 2
+            selected = np.partition(column_values, middle)
+            upper_value = selected[middle]
+            lower_value = upper_value if count % 2 == 1 else selected[:middle].max()
+            medians[segment, column] = (lower_value + upper_value) / 2
             continue
         segment_weights = grouped_weights[start : start + count]
         total = 0.0
@@ -422,10 +441,11 @@ def segment_median_numba(
     """Weighted median of every column within each segment; same contract and rule as
     :func:`kgpu._segment.segment_median_reference`.
 
-    One stable grouping of the rows by segment; then, for every (segment,
-    column), one sort of that column of that segment (small, in cache) and a
-    compiled pass for the lower and upper weighted medians. The tasks run on
-    kgpu's thread pool.
+    One stable ordering of the rows by segment (no copy of the data); then,
+    for every (segment, column), a gather of that column of that segment, a
+    selection (unweighted) or one sort (weighted) of it, small and in cache,
+    and a compiled pass for the lower and upper weighted medians. The tasks
+    run on kgpu's thread pool.
     """
     weights = _informative_weights(weights, xp=xp)
     n_rows, n_columns = values.shape
@@ -436,8 +456,7 @@ def segment_median_numba(
     counts = np.bincount(labels, minlength=n_segments)
     ends = np.cumsum(counts)
     starts = ends - counts
-    by_segment = np.argsort(labels, kind="stable")
-    grouped = values[by_segment]
+    by_segment = _rows_by_segment(labels, starts)
     if weights is None:
         grouped_weights = np.empty(0, dtype=np.float64)
     else:
@@ -447,7 +466,7 @@ def segment_median_numba(
     tasks_per_job = max(1, min(64, (1 << 16) * n_columns // max(1, n_rows)))
 
     def some_tasks(first: int, last: int) -> None:
-        _segment_medians(grouped, starts, ends, grouped_weights, first, last, medians)
+        _segment_medians(values, by_segment, starts, ends, grouped_weights, first, last, medians)
 
     map_blocks(some_tasks, row_blocks(n_tasks, tasks_per_job), np)
     return medians

@@ -61,8 +61,15 @@ def lloyd(
     rows_per_block: int,
     xp: Any,
     on_iteration: Callable[[IterationRecord], None] | None = None,
+    center_update: Callable[[Any, Any, Any], Any] | None = None,
+    objective: Callable[[Any, Any], float] | None = None,
 ) -> LloydResult:
     """Run Lloyd iterations from ``centers_init``.
+
+    One driver serves every algorithm whose assignment is Lloyd's fused step
+    (squared Euclidean distance on the working rows): K-Means uses the default
+    update (weighted means), spherical K-Means passes the renormalised mean
+    and the cosine objective.
 
     Parameters
     ----------
@@ -78,12 +85,24 @@ def lloyd(
     xp : namespace
     on_iteration : callable or None
         Called with an :class:`IterationRecord` after every iteration.
+    center_update : callable or None
+        ``center_update(sums, weights, centers) -> new_centers``: the M-step
+        from the clusters' weighted sums and weights (float64) and the current
+        centers (kept where a cluster has no weight). ``None``: weighted means.
+    objective : callable or None
+        ``objective(labels, centers) -> float``: the returned ``inertia`` for
+        the final labels. ``None``: the weighted squared Euclidean distances.
 
     Returns
     -------
     LloydResult
     """
     X = design[:, :-1]
+    if center_update is None:
+
+        def center_update(sums: Any, weights: Any, centers: Any) -> Any:
+            return _means(X, centers, sums, weights, xp=xp)
+
     centers = centers_init
     labels_old = None
     labels = None
@@ -96,7 +115,7 @@ def lloyd(
             design, sample_weight, centers, xp=xp, rows_per_block=rows_per_block, previous_labels=labels_old
         )
         labels, sums, weights = step.labels, step.sums, step.weights
-        new_centers = _means(X, centers, sums, weights, xp=xp)
+        new_centers = center_update(sums, weights, centers)
         # What the host must see this iteration (center shift, changed labels,
         # whether a cluster is empty) crosses in one small copy: one sync per
         # iteration whatever the number of row blocks.
@@ -107,7 +126,10 @@ def lloyd(
             xp=xp,
         )
         if any_empty:
-            new_centers = _centers_from_sums(X, sample_weight, centers, labels, sums, weights, xp=xp, rows_per_block=rows_per_block)
+            new_centers = _centers_from_sums(
+                X, sample_weight, centers, labels, sums, weights,
+                xp=xp, rows_per_block=rows_per_block, center_update=center_update,
+            )
             shift = float(xp.sum((new_centers - centers) ** 2))
         center_shift = shift
         centers = new_centers
@@ -122,6 +144,10 @@ def lloyd(
         if center_shift <= tol:
             break
         labels_old = labels
+    if objective is not None:
+        if not strict_convergence:
+            labels = assign(design, centers, xp=xp, rows_per_block=rows_per_block).labels
+        return LloydResult(centers, labels, objective(labels, centers), n_iter, history)
     if strict_convergence:
         # The last update averaged unchanged labels: they fit the returned centers.
         inertia = weighted_inertia(X, sample_weight, centers, labels, xp=xp, rows_per_block=rows_per_block)
@@ -132,14 +158,16 @@ def lloyd(
     return LloydResult(centers, labels, inertia, n_iter, history)
 
 
-def _centers_from_sums(X, sample_weight, centers, labels, sums, weights, *, xp, rows_per_block):
-    """Means from weighted sums, with the empty-cluster policy applied first."""
+def _centers_from_sums(X, sample_weight, centers, labels, sums, weights, *, xp, rows_per_block, center_update=None):
+    """``center_update`` of the weighted sums (default: the means), with the empty-cluster policy applied first."""
     if bool(xp.any(weights <= 0)):
         point_cost = assign_cost_to_current(X, centers, labels, xp=xp, rows_per_block=rows_per_block)
         sums, weights, still_empty = relocate_empty_clusters(
             X, sample_weight, labels, point_cost, sums, weights, xp=xp
         )
-    return _means(X, centers, sums, weights, xp=xp)
+    if center_update is None:
+        return _means(X, centers, sums, weights, xp=xp)
+    return center_update(sums, weights, centers)
 
 
 def _means(X, centers, sums, weights, *, xp):

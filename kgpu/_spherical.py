@@ -14,14 +14,11 @@ center.
 
 from __future__ import annotations
 
-import time
 from typing import Any, Callable
 
-from ._assign import assign, assign_and_accumulate
 from ._blocks import map_blocks, row_blocks
 from ._distances import row_sq_norms, unit_rows
-from ._empty import relocate_empty_clusters
-from ._lloyd import IterationRecord, LloydResult, assign_cost_to_current
+from ._lloyd import IterationRecord, LloydResult, lloyd
 
 
 def unit_rows_blockwise(X: Any, *, xp: Any, rows_per_block: int) -> Any:
@@ -64,7 +61,8 @@ def spherical_lloyd(
 ) -> LloydResult:
     """Spherical K-Means iterations from unit ``centers_init``.
 
-    The convergence rules are Lloyd's (:func:`kgpu._lloyd.lloyd`): stop when
+    Lloyd's driver (:func:`kgpu._lloyd.lloyd`) with the renormalised mean as
+    the update and the cosine objective; its convergence rules: stop when
     no label changes or when the summed squared center shift is at most
     ``tol``; then, unless the labels were stable, one more assignment.
 
@@ -87,39 +85,14 @@ def spherical_lloyd(
         ``inertia`` is the weighted sum of cosine distances.
     """
     X = design[:, :-1]
-    centers = centers_init
-    labels_old = None
-    labels = None
-    strict_convergence = False
-    history: list[IterationRecord] = []
-    n_iter = 0
-    for n_iter in range(1, max_iter + 1):
-        started = time.perf_counter()
-        step = assign_and_accumulate(
-            design, sample_weight, centers, xp=xp, rows_per_block=rows_per_block, previous_labels=labels_old
-        )
-        labels, sums, weights = step.labels, step.sums, step.weights
-        if bool(xp.any(weights <= 0)):
-            point_cost = assign_cost_to_current(X, centers, labels, xp=xp, rows_per_block=rows_per_block)
-            sums, weights, _ = relocate_empty_clusters(X, sample_weight, labels, point_cost, sums, weights, xp=xp)
-        new_centers = normalized_centers(sums, centers, xp=xp)
-        center_shift = float(xp.sum((new_centers - centers) ** 2))
-        centers = new_centers
-        n_changed = labels.shape[0] if labels_old is None else int(step.n_changed)
-        record = IterationRecord(n_iter, center_shift, n_changed, time.perf_counter() - started)
-        history.append(record)
-        if on_iteration is not None:
-            on_iteration(record)
-        if labels_old is not None and n_changed == 0:
-            strict_convergence = True
-            break
-        if center_shift <= tol:
-            break
-        labels_old = labels
-    if not strict_convergence:
-        labels = assign(design, centers, xp=xp, rows_per_block=rows_per_block).labels
-    inertia = cosine_inertia(X, sample_weight, centers, labels, xp=xp, rows_per_block=rows_per_block)
-    return LloydResult(centers, labels, inertia, n_iter, history)
+    return lloyd(
+        design, sample_weight, centers_init,
+        max_iter=max_iter, tol=tol, rows_per_block=rows_per_block, xp=xp, on_iteration=on_iteration,
+        center_update=lambda sums, weights, centers: normalized_centers(sums, centers, xp=xp),
+        objective=lambda labels, centers: cosine_inertia(
+            X, sample_weight, centers, labels, xp=xp, rows_per_block=rows_per_block
+        ),
+    )
 
 
 def unit_centers(centers: Any, *, xp: Any) -> Any:

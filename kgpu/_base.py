@@ -289,7 +289,7 @@ class CentroidEstimatorMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
             fields = ", ".join(
                 f"{name.replace('_', ' ')} {value:.6g}" if isinstance(value, float) else f"{name.replace('_', ' ')} {value}"
                 for name, value in record._asdict().items()
-                if name not in ("iteration", "seconds")
+                if name not in ("iteration", "seconds") and value is not None
             )
             print(f"run {run} iteration {record.iteration}: {fields}, {record.seconds * 1e3:.1f} ms")
 

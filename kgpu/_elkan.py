@@ -69,6 +69,7 @@ def hamerly(
     rows_per_block: int,
     xp: Any,
     on_iteration: Callable[[IterationRecord], None] | None = None,
+    track_inertia: bool = False,
 ) -> LloydResult:
     """K-Means iterations from ``centers_init`` with Hamerly's bounds.
 
@@ -87,6 +88,8 @@ def hamerly(
     xp : namespace
     on_iteration : callable or None
         Called with an :class:`~kgpu._lloyd.IterationRecord` after every iteration.
+    track_inertia : bool
+        Record every iteration's inertia (one more pass; for ``verbose``).
 
     Returns
     -------
@@ -158,12 +161,17 @@ def hamerly(
             sums = sums + block_sums
             weights = weights + block_weights
         n_changed = n_rows if first else sum(part[2] for part in parts)
+        # The bounds keep every label exact: this is the inertia against the centers just used.
+        iteration_inertia = (
+            weighted_inertia(X, sample_weight, centers, labels, xp=xp, rows_per_block=rows_per_block)
+            if track_inertia else None
+        )
         new_centers = centers_from_sums(X, sample_weight, centers, labels, sums, weights, xp=xp, rows_per_block=rows_per_block)
         # Lloyd's shift, computed as Lloyd computes it, so the runs stop together.
         center_shift = float(xp.sum((new_centers - centers) ** 2))
         _move_bounds(labels, upper, lower, centers, new_centers, rounding, xp=xp)
         centers = new_centers
-        record = IterationRecord(n_iter, center_shift, n_changed, time.perf_counter() - started)
+        record = IterationRecord(n_iter, center_shift, n_changed, time.perf_counter() - started, iteration_inertia)
         history.append(record)
         if on_iteration is not None:
             on_iteration(record)

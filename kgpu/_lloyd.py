@@ -23,12 +23,19 @@ from ._empty import relocate_empty_clusters
 
 
 class IterationRecord(NamedTuple):
-    """What one Lloyd iteration did (kept in ``history_``)."""
+    """What one Lloyd iteration did (kept in ``history_``).
+
+    ``inertia`` is the objective of the iteration's labels against the centers
+    they were assigned to (what scikit-learn prints when verbose), in the
+    working frame; it costs one more pass over the data, so it is recorded
+    only when the driver is asked to (``track_inertia=True``), else ``None``.
+    """
 
     iteration: int
     center_shift: float
     n_changed: int
     seconds: float
+    inertia: float | None = None
 
 
 class LloydResult(NamedTuple):
@@ -63,6 +70,7 @@ def lloyd(
     on_iteration: Callable[[IterationRecord], None] | None = None,
     center_update: Callable[[Any, Any, Any], Any] | None = None,
     objective: Callable[[Any, Any], float] | None = None,
+    track_inertia: bool = False,
 ) -> LloydResult:
     """Run Lloyd iterations from ``centers_init``.
 
@@ -92,6 +100,9 @@ def lloyd(
     objective : callable or None
         ``objective(labels, centers) -> float``: the returned ``inertia`` for
         the final labels. ``None``: the weighted squared Euclidean distances.
+    track_inertia : bool
+        Record every iteration's objective in its :class:`IterationRecord`
+        (one more pass over the data per iteration; for ``verbose``).
 
     Returns
     -------
@@ -115,6 +126,12 @@ def lloyd(
             design, sample_weight, centers, xp=xp, rows_per_block=rows_per_block, previous_labels=labels_old
         )
         labels, sums, weights = step.labels, step.sums, step.weights
+        iteration_inertia = None
+        if track_inertia:
+            iteration_inertia = (
+                objective(labels, centers) if objective is not None
+                else weighted_inertia(X, sample_weight, centers, labels, xp=xp, rows_per_block=rows_per_block)
+            )
         new_centers = center_update(sums, weights, centers)
         # What the host must see this iteration (center shift, changed labels,
         # whether a cluster is empty) crosses in one small copy: one sync per
@@ -134,7 +151,7 @@ def lloyd(
         center_shift = shift
         centers = new_centers
         n_changed = labels.shape[0] if labels_old is None else int(n_changed)
-        record = IterationRecord(n_iter, center_shift, n_changed, time.perf_counter() - started)
+        record = IterationRecord(n_iter, center_shift, n_changed, time.perf_counter() - started, iteration_inertia)
         history.append(record)
         if on_iteration is not None:
             on_iteration(record)

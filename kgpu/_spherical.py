@@ -58,6 +58,7 @@ def spherical_lloyd(
     rows_per_block: int,
     xp: Any,
     on_iteration: Callable[[IterationRecord], None] | None = None,
+    track_inertia: bool = False,
 ) -> LloydResult:
     """Spherical K-Means iterations from unit ``centers_init``.
 
@@ -78,6 +79,8 @@ def spherical_lloyd(
     rows_per_block : int
     xp : namespace
     on_iteration : callable or None
+    track_inertia : bool
+        Record every iteration's cosine objective (see :func:`kgpu._lloyd.lloyd`).
 
     Returns
     -------
@@ -88,6 +91,7 @@ def spherical_lloyd(
     return lloyd(
         design, sample_weight, centers_init,
         max_iter=max_iter, tol=tol, rows_per_block=rows_per_block, xp=xp, on_iteration=on_iteration,
+        track_inertia=track_inertia,
         center_update=lambda sums, weights, centers: normalized_centers(sums, centers, xp=xp),
         objective=lambda labels, centers: cosine_inertia(
             X, sample_weight, centers, labels, xp=xp, rows_per_block=rows_per_block

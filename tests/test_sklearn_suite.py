@@ -16,12 +16,7 @@ import pytest
 from . import sklearn_suite
 
 #: Tests (every parametrization) that still fail, with the reason.
-KNOWN_FAILING: dict[str, str] = {
-    "test_k_means.py::test_kmeans_verbose": (
-        "verbose prints 'Iteration i, center shift ...', not the per-iteration inertia "
-        "(the fused Lloyd step does not compute it)"
-    ),
-}
+KNOWN_FAILING: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")

@@ -63,6 +63,18 @@ _FLOATS = (np.float32, np.float64)
 # ---------------------------------------------------------------- compiled loops
 
 
+@njit(fastmath=False, cache=True, nogil=True, inline="always")
+def _row_argmin(scores, r):
+    """Column of the smallest score in row ``r``; a tie keeps the lowest index, as ``argmin``."""
+    best = 0
+    best_score = scores[r, 0]
+    for j in range(1, scores.shape[1]):
+        if scores[r, j] < best_score:
+            best_score = scores[r, j]
+            best = j
+    return best
+
+
 @njit(fastmath=False, cache=True, nogil=True)
 def _lloyd_epilogue(X, weights, scores, n_features, start, previous, part, labels):
     """Argmin, changed count and float64 weighted sums of the rows ``start : start + len(scores)``.
@@ -72,17 +84,11 @@ def _lloyd_epilogue(X, weights, scores, n_features, start, previous, part, label
     column. Returns the number of rows whose label differs from ``previous``
     (0 when ``previous`` is empty).
     """
-    n_clusters = scores.shape[1]
     part[:, :] = 0.0
     n_changed = 0
     for r in range(scores.shape[0]):
         i = start + r
-        best = 0
-        best_score = scores[r, 0]
-        for j in range(1, n_clusters):
-            if scores[r, j] < best_score:
-                best_score = scores[r, j]
-                best = j
+        best = _row_argmin(scores, r)
         labels[i] = best
         if previous.shape[0] > 0 and previous[i] != best:
             n_changed += 1
@@ -96,15 +102,10 @@ def _lloyd_epilogue(X, weights, scores, n_features, start, previous, part, label
 @njit(fastmath=False, cache=True, nogil=True)
 def _assign_epilogue(X, centers, scores, start, labels, min_dist):
     """Argmin of each row's scores and the exact ``||x - c||^2`` to the chosen center."""
-    n_clusters, n_features = centers.shape
+    n_features = centers.shape[1]
     for r in range(scores.shape[0]):
         i = start + r
-        best = 0
-        best_score = scores[r, 0]
-        for j in range(1, n_clusters):
-            if scores[r, j] < best_score:
-                best_score = scores[r, j]
-                best = j
+        best = _row_argmin(scores, r)
         labels[i] = best
         total = min_dist.dtype.type(0)
         for f in range(n_features):

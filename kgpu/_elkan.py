@@ -28,7 +28,7 @@ from ._assign import assign, center_scores, weighted_inertia, weighted_sum
 from ._backend import device_of
 from ._blocks import map_blocks, row_blocks
 from ._distances import homogeneous_operand, row_sq_norms, sq_distance_to_own_center
-from ._lloyd import IterationRecord, LloydResult, _centers_from_sums as centers_from_sums
+from ._lloyd import IterationRecord, LloydResult, _centers_from_sums as centers_from_sums, finish_iteration
 from ._segment import segment_sum
 
 ALGORITHMS = ("lloyd", "elkan")
@@ -172,13 +172,10 @@ def hamerly(
         _move_bounds(labels, upper, lower, centers, new_centers, rounding, xp=xp)
         centers = new_centers
         record = IterationRecord(n_iter, center_shift, n_changed, time.perf_counter() - started, iteration_inertia)
-        history.append(record)
-        if on_iteration is not None:
-            on_iteration(record)
-        if not first and n_changed == 0:
-            strict_convergence = True
-            break
-        if center_shift <= tol:
+        stop, strict_convergence = finish_iteration(
+            history, record, on_iteration, labels_stable=not first and n_changed == 0, tol=tol
+        )
+        if stop:
             break
     if strict_convergence:
         inertia = weighted_inertia(X, sample_weight, centers, labels, xp=xp, rows_per_block=rows_per_block)

@@ -30,6 +30,7 @@ from ._blocks import map_blocks, row_blocks
 from ._distances import Metric, check_metric
 from ._empty import relocate_empty_labels
 from ._init import forgy_indices, plusplus_indices, take_rows
+from ._lloyd import finish_iteration
 from ._progress import check_progress
 from ._segment import _informative_weights as informative_weights, segment_median, segment_weight
 from ._validation import check_n_clusters, check_non_negative_float, check_positive_int
@@ -135,15 +136,13 @@ def median_lloyd(
         centers = new_centers
         n_changed = labels.shape[0] if labels_old is None else int(n_changed)
         record = MedianIteration(n_iter, center_shift, n_changed, n_reseeded, time.perf_counter() - started)
-        history.append(record)
-        if on_iteration is not None:
-            on_iteration(record)
-        if labels_old is not None and n_changed == 0 and n_reseeded == 0:
-            # Same labels as the step before: the medians, hence the centers,
-            # are those the labels were assigned to.
-            strict_convergence = True
-            break
-        if center_shift <= tol:
+        # Same labels as the step before (and nothing re-seeded): the medians,
+        # hence the centers, are those the labels were assigned to.
+        stop, strict_convergence = finish_iteration(
+            history, record, on_iteration,
+            labels_stable=labels_old is not None and n_changed == 0 and n_reseeded == 0, tol=tol,
+        )
+        if stop:
             break
         labels_old = labels
     if not strict_convergence:

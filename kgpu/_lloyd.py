@@ -58,6 +58,34 @@ class LloydResult(NamedTuple):
     history: list
 
 
+def finish_iteration(
+    history: list,
+    record: Any,
+    on_iteration: Callable[[Any], None] | None,
+    *,
+    labels_stable: bool,
+    tol: float,
+) -> tuple[bool, bool]:
+    """Keep and report an iteration's record, then apply Lloyd's stopping rules.
+
+    Every iterative driver shares these rules: stop with strict convergence
+    when the labels are those of the step before (``labels_stable``), else
+    stop when the summed squared center shift is at most ``tol``. ``record``
+    is the driver's own record type (:class:`IterationRecord`, or K-Medians'),
+    with a ``center_shift``.
+
+    Returns
+    -------
+    stop, strict_convergence : bool, bool
+    """
+    history.append(record)
+    if on_iteration is not None:
+        on_iteration(record)
+    if labels_stable:
+        return True, True
+    return record.center_shift <= tol, False
+
+
 def lloyd(
     design: Any,
     sample_weight: Any,
@@ -152,13 +180,10 @@ def lloyd(
         centers = new_centers
         n_changed = labels.shape[0] if labels_old is None else int(n_changed)
         record = IterationRecord(n_iter, center_shift, n_changed, time.perf_counter() - started, iteration_inertia)
-        history.append(record)
-        if on_iteration is not None:
-            on_iteration(record)
-        if labels_old is not None and n_changed == 0:
-            strict_convergence = True
-            break
-        if center_shift <= tol:
+        stop, strict_convergence = finish_iteration(
+            history, record, on_iteration, labels_stable=labels_old is not None and n_changed == 0, tol=tol
+        )
+        if stop:
             break
         labels_old = labels
     if objective is not None:

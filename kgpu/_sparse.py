@@ -28,7 +28,7 @@ import scipy.sparse as sp
 
 from ._blocks import block_rows, map_blocks, row_blocks
 from ._empty import empty_cluster_ids, relocation_plan
-from ._lloyd import IterationRecord, LloydResult
+from ._lloyd import IterationRecord, LloydResult, finish_iteration
 
 #: Memory budget of one block of sparse rows' dense temporaries, MiB.
 DEFAULT_BUDGET_MIB = 16
@@ -234,13 +234,10 @@ def lloyd(
         centers = new_centers
         n_changed = labels.shape[0] if labels_old is None else int(np.count_nonzero(labels != labels_old))
         record = IterationRecord(n_iter, center_shift, n_changed, time.perf_counter() - started)
-        history.append(record)
-        if on_iteration is not None:
-            on_iteration(record)
-        if labels_old is not None and n_changed == 0:
-            strict_convergence = True
-            break
-        if center_shift <= tol:
+        stop, strict_convergence = finish_iteration(
+            history, record, on_iteration, labels_stable=labels_old is not None and n_changed == 0, tol=tol
+        )
+        if stop:
             break
         labels_old = labels
     if not strict_convergence:

@@ -41,7 +41,8 @@ from ._distances import (
 from ._scale import fit_frame, frame_view, is_translation_invariant
 from ._segment import segment_sum, segment_weight
 from ._kernels.dispatch import ANY_BACKEND, call, register
-from ._validation import check_data, check_sample_weight
+from ._stream import StreamedRows, half_precision_rows, widened
+from ._validation import check_data, check_sample_weight, is_half_precision
 
 #: Metrics the silhouette accepts.
 SILHOUETTE_METRICS = ("euclidean", "sqeuclidean", "manhattan", "cosine")
@@ -221,7 +222,7 @@ def cluster_stats(X: Any, codes: Any, n_labels: int, *, xp: Any, budget_mib: flo
     counts = to_numpy(_add_all([part[1] for part in parts]))
     # Every code is present (see compact_codes), so no count is zero.
     means = sums / counts[:, None]
-    means_on_device = xp.asarray(means.astype(_numpy_dtype(X, xp)), device=device_of(X))
+    means_on_device = xp.asarray(means.astype(_numpy_dtype(X, xp)), device=X.device if isinstance(X, StreamedRows) else device_of(X))
 
     def block_dispersion(start: int, stop: int) -> tuple[Any, Any]:
         codes_block = codes[start:stop]
@@ -378,6 +379,8 @@ def _in_working_frame(X: Any, metric: Metric, *, xp: Any, budget_mib: Any = None
     digits float32 would lose far from zero and keeps squares finite.
     """
     frame = fit_frame(X, xp=xp, center=is_translation_invariant(metric), budget_mib=_check_working_memory(budget_mib))
+    if isinstance(X, StreamedRows):
+        return frame_view(X, frame, xp=xp, device=X.device)
     return frame.apply(X)
 
 
@@ -386,10 +389,21 @@ def _numpy_dtype(X: Any, xp: Any) -> type:
 
 
 # ----------------------------------------------------------------- public API
-def _place(X: Any, backend: str | None, device: Any, *, min_samples: int = 1) -> Placement:
-    """Validate ``X`` and move it to the compute namespace (as the estimators do)."""
+def _place(X: Any, backend: str | None, device: Any, *, min_samples: int = 1, streamable: bool = False) -> Placement:
+    """Validate ``X`` and move it to the compute namespace (as the estimators do).
+
+    Half-precision ``X`` is read in float32 row blocks when ``streamable``
+    (scores that only walk row blocks), else converted to float32 whole.
+    """
     X_valid = check_data(X, min_samples=min_samples)
     xp, compute_device = resolve_compute(backend, device, X_valid)
+    if is_half_precision(X_valid.dtype):
+        if streamable:
+            return Placement(
+                half_precision_rows(X_valid, xp, compute_device), xp, compute_device,
+                namespace_of(X_valid), device_of(X_valid),
+            )
+        X_valid = widened(X_valid)
     return Placement(
         move_to(X_valid, xp, compute_device), xp, compute_device, namespace_of(X_valid), device_of(X_valid)
     )
@@ -473,7 +487,7 @@ def inertia(
     >>> inertia(X, [0, 0, 1], np.array([[1.0, 0.0], [10.0, 0.0]]))
     2.0
     """
-    placed = _place(X, backend, device)
+    placed = _place(X, backend, device, streamable=True)
     xp, X_c = placed.xp, placed.X
     n_samples, n_features = X_c.shape
     centers_valid = check_data(centers)
@@ -637,7 +651,7 @@ def _labelled_cluster_stats(
     X: Any, labels: Any, backend: str | None, device: Any, working_memory: float | None
 ) -> ClusterStats:
     """:func:`cluster_stats` of user input: placed, labels encoded and checked."""
-    placed = _place(X, backend, device)
+    placed = _place(X, backend, device, streamable=True)
     xp, X_c = placed.xp, placed.X
     encoded = encode_labels(labels, X_c.shape[0], xp=xp, device=placed.device)
     check_number_of_labels(encoded.n_labels, X_c.shape[0])

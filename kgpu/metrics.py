@@ -41,6 +41,8 @@ from ._distances import (
 from ._scale import fit_frame, frame_view, is_translation_invariant
 from ._segment import segment_sum, segment_weight
 from ._kernels.dispatch import ANY_BACKEND, call, register
+from . import _sparse, _sparse_metrics
+from ._sparse import is_sparse
 from ._stream import StreamedRows, half_precision_rows, widened
 from ._validation import check_data, check_sample_weight, is_half_precision
 
@@ -487,6 +489,8 @@ def inertia(
     >>> inertia(X, [0, 0, 1], np.array([[1.0, 0.0], [10.0, 0.0]]))
     2.0
     """
+    if is_sparse(X):
+        return _sparse_inertia(X, labels, centers, sample_weight, backend)
     placed = _place(X, backend, device, streamable=True)
     xp, X_c = placed.xp, placed.X
     n_samples, n_features = X_c.shape
@@ -577,6 +581,8 @@ def silhouette_samples(
         as samples, NaN or infinity in ``X``, an unknown metric.
     """
     metric_checked = _check_silhouette_metric(metric)
+    if is_sparse(X):
+        return _sparse_silhouette(X, labels, metric_checked, None, None, backend, working_memory)
     placed = _place(X, backend, device)
     xp, X_c = placed.xp, placed.X
     encoded = encode_labels(labels, X_c.shape[0], xp=xp, device=placed.device)
@@ -632,6 +638,8 @@ def silhouette_score(
     """
     metric_checked = _check_silhouette_metric(metric)
     sample_size = check_sample_size(sample_size)
+    if is_sparse(X):
+        return float(np.mean(_sparse_silhouette(X, labels, metric_checked, sample_size, random_state, backend, working_memory)))
     placed = _place(X, backend, device)
     xp, X_c = placed.xp, placed.X
     encoded = encode_labels(labels, X_c.shape[0], xp=xp, device=placed.device)
@@ -645,6 +653,37 @@ def silhouette_score(
         budget_mib=_check_working_memory(working_memory),
     )
     return float(xp.mean(values))
+
+
+def _sparse_silhouette(
+    X: Any, labels: Any, metric: Metric, sample_size: int | None, random_state: Any, backend: Any, working_memory: Any
+) -> np.ndarray:
+    """Silhouettes of SciPy sparse rows (of a sample of them): host NumPy, in ``X``'s dtype."""
+    X_csr = _sparse.check_sparse(X)
+    host = _sparse.placement(X_csr, backend)
+    encoded = encode_labels(labels, X_csr.shape[0], xp=host.xp, device=host.device)
+    if sample_size is not None:
+        rows = sample_indices(X_csr.shape[0], sample_size, random_state)
+        X_csr = X_csr[rows]
+        encoded = compact_codes(encoded.codes[rows], encoded.n_labels, xp=host.xp)
+    check_number_of_labels(encoded.n_labels, X_csr.shape[0])
+    values = _sparse_metrics.silhouette(
+        X_csr, np.asarray(encoded.codes), encoded.n_labels, metric.name, budget_mib=_check_working_memory(working_memory)
+    )
+    return values.astype(X_csr.dtype)
+
+
+def _sparse_inertia(X: Any, labels: Any, centers: Any, sample_weight: Any, backend: Any) -> float:
+    """:func:`inertia` of SciPy sparse rows (host, float64 arithmetic)."""
+    X_csr = _sparse.check_sparse(X)
+    host = _sparse.placement(X_csr, backend)
+    n_samples, n_features = X_csr.shape
+    centers_valid = np.asarray(to_numpy(check_data(centers)), dtype=np.float64)
+    if centers_valid.shape[1] != n_features:
+        raise ValueError(f"centers has {centers_valid.shape[1]} features but X has {n_features}.")
+    indices = to_numpy(_center_indices(labels, n_samples, centers_valid.shape[0], xp=host.xp, device=host.device))
+    weights = to_numpy(check_sample_weight(sample_weight, X_csr, host.xp))
+    return _sparse.inertia(X_csr, weights, centers_valid, indices)
 
 
 def _labelled_cluster_stats(
@@ -685,6 +724,8 @@ def calinski_harabasz_score(
     -------
     score : float
     """
+    if is_sparse(X):
+        raise _sparse_metrics.refuse("calinski_harabasz_score")
     stats = _labelled_cluster_stats(X, labels, backend, device, working_memory)
     return calinski_harabasz_from_stats(stats, int(stats.counts.sum()))
 
@@ -714,6 +755,8 @@ def davies_bouldin_score(
     -------
     score : float
     """
+    if is_sparse(X):
+        raise _sparse_metrics.refuse("davies_bouldin_score")
     return davies_bouldin_from_stats(_labelled_cluster_stats(X, labels, backend, device, working_memory))
 
 

@@ -19,11 +19,11 @@ from . import _sparse
 from ._elkan import check_algorithm, hamerly
 from ._sparse import is_sparse
 from ._spherical import spherical_lloyd, unit_centers, unit_rows_blockwise
-from ._stream import StreamedRows
+from ._stream import StreamedRows, half_precision_rows, needs_streaming
 from ._distances import unit_rows
 from ._lloyd import lloyd
 from ._progress import check_progress
-from ._scale import IDENTITY, Frame, fit_frame, weighted_mean as _scale_weighted_mean
+from ._scale import IDENTITY, Frame, fit_frame, frame_view, weighted_mean as _scale_weighted_mean
 from ._validation import (
     check_data,
     check_n_clusters,
@@ -31,6 +31,7 @@ from ._validation import (
     check_positive_int,
     check_sample_weight,
     is_dask_array,
+    is_half_precision,
 )
 
 EUCLIDEAN = check_metric("euclidean")
@@ -269,7 +270,7 @@ array-like of shape (n_clusters, n_features), default="k-means++"
         )
         if cosine:
             # Spherical K-Means clusters the directions: unit rows, neither centered nor scaled.
-            if isinstance(X_fit, StreamedRows):
+            if needs_streaming(X_fit):
                 raise ValueError("metric='cosine' needs X in memory; it does not stream a memory-mapped X yet.")
             frame = IDENTITY
             self._working_frame = IDENTITY.to_host()
@@ -543,7 +544,11 @@ def kmeans_plusplus(
         n_local_trials = check_positive_int(n_local_trials, "n_local_trials")
     input_xp, input_device = namespace_of(X_valid), device_of(X_valid)
     xp, compute_device = resolve_compute(backend, device, X_valid)
-    X_fit = move_to(X_valid, xp, compute_device)
+    if is_half_precision(X_valid.dtype):
+        # Read in float32 blocks; X stays half precision in memory.
+        X_fit = half_precision_rows(X_valid, xp, compute_device)
+    else:
+        X_fit = move_to(X_valid, xp, compute_device)
     weights = check_sample_weight(sample_weight, X_fit, xp, compute_device)
     norms = None
     if x_squared_norms is not None:
@@ -557,8 +562,9 @@ def kmeans_plusplus(
     # and at extreme magnitudes. ||x||^2 given by the caller are of the raw
     # rows, so they are checked but the frame's own are used.
     frame = fit_frame(X_fit, weights, xp=xp)
+    X_work = frame_view(X_fit, frame, xp=xp, device=compute_device) if isinstance(X_fit, StreamedRows) else frame.apply(X_fit)
     indices = kmeans_plusplus_indices(
-        frame.apply(X_fit), n_clusters, weights, check_random_state(random_state), xp=xp,
+        X_work, n_clusters, weights, check_random_state(random_state), xp=xp,
         x_sq_norms=norms if frame.is_identity else None, n_local_trials=n_local_trials,
     )
     centers = take_rows(X_fit, indices, xp=xp)

@@ -374,7 +374,13 @@ array-like of shape (n_clusters, n_features), default="k-means++"
             return _sparse.take_dense_rows(X_csr, forgy_indices(X_csr.shape[0], n_clusters, weights, random_state))
         if self.init == "random-partition":
             return _sparse.random_partition_centers(X_csr, n_clusters, weights, random_state)
-        raise ValueError(f"init={self.init!r} does not take sparse input; use 'k-means++', 'random' or 'random-partition'.")
+        if self.init == "k-means||":
+            from ._sparse_parallel import kmeans_parallel_centers as sparse_parallel_centers
+
+            return sparse_parallel_centers(X_csr, n_clusters, weights, random_state, budget_mib=self.working_memory)
+        raise ValueError(
+            f"init={self.init!r} does not take sparse input; use 'k-means++', 'k-means||', 'random' or 'random-partition'."
+        )
 
     # ------------------------------------------------------------- helpers
     def _place_rows(self, X: Any, *, reset: bool, streamable: bool = True) -> Placement:

@@ -236,3 +236,17 @@ def test_row_sq_norms_and_distances():
     for j in range(3):
         np.testing.assert_allclose(sums[j], dense[labels == j].sum(axis=0))
         assert weights[j] == np.count_nonzero(labels == j)
+
+
+def test_gpu_sparse_input_is_refused_with_a_clear_message():
+    """cupyx.scipy.sparse cannot run here; an object shaped like one is refused the way it would be."""
+
+    class csr_matrix:  # noqa: N801 - named as cupyx's
+        __module__ = "cupyx.scipy.sparse._csr"
+        shape = (10, 3)
+
+        def toarray(self):
+            raise AssertionError("GPU sparse input must not be densified")
+
+    with pytest.raises(TypeError, match=r"GPU sparse input \(cupyx.scipy.sparse\) is not supported yet"):
+        KMeans(n_clusters=2).fit(csr_matrix())

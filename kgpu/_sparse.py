@@ -71,7 +71,7 @@ def scipy_view(X: Any) -> Any:
         raise ValueError(f"Expected a 2-D sparse tensor (n_samples, n_features), got shape {tuple(X.shape)}.")
     if X.layout != torch.sparse_csr:
         X = X.to_sparse_csr()
-    values = X.values()
+    values = X.values().detach()
     if values.dtype in (torch.float16, torch.bfloat16):
         raise TypeError(f"Sparse {values.dtype} values are not supported: convert them with X.to(torch.float32).")
     view = sp.csr_matrix(tuple(X.shape), dtype=values.numpy().dtype)

@@ -20,6 +20,7 @@ from ._assign import assignment_block_rows, itemsize
 from ._backend import device_of, move_to, namespace_of, resolve_compute, to_numpy
 from ._blocks import _in_worker, block_rows, map_blocks, row_blocks
 from ._distances import homogeneous
+from ._malloc import reusing_freed_memory
 from ._scale import Frame, working_exponent
 
 #: Partial results combined per reduction task (the tree's fan-in).
@@ -143,9 +144,12 @@ def run_on_chunk(fn: Callable[..., Any], block: Any, weights: Any, start: int, c
     """Task body: ``fn(chunk, *args)`` with kgpu's row blocks run one after the other.
 
     Dask runs one task per worker thread: splitting a chunk's blocks over
-    kgpu's own thread pool as well would oversubscribe the cores.
+    kgpu's own thread pool as well would oversubscribe the cores. A worker
+    whose allocator was told to give memory back at once reuses freed tiles
+    while the task runs (:mod:`kgpu._malloc`).
     """
-    return _in_worker(lambda: fn(_open_chunk(block, weights, start, context), *args))
+    with reusing_freed_memory():
+        return _in_worker(lambda: fn(_open_chunk(block, weights, start, context), *args))
 
 
 class DaskRows:
@@ -360,18 +364,24 @@ def _working_copy_block(block: Any, context: ChunkContext) -> Any:
     return _in_worker(lambda: homogeneous(block, xp=xp, offset=origin, scale_exponent=-frame.exponent))
 
 
-def _magnitude_exponent(column_min: np.ndarray, column_max: np.ndarray) -> int:
-    """Binary exponent of the largest magnitude (0 for all zeros): the unit of the sums."""
+def _sum_exponent(column_min: np.ndarray, column_max: np.ndarray, itemsize: int) -> int:
+    """Exponent of the units the sums are kept in (:func:`kgpu._scale.working_exponent`).
+
+    0 for ordinary data, which is then summed as it is; data near the largest
+    or the smallest float is scaled by a power of two first (exact), as the
+    in-memory weighted mean does.
+    """
     largest = float(max(np.max(np.abs(column_min)), np.max(np.abs(column_max)))) if column_min.size else 0.0
-    return math.frexp(largest)[1] if largest > 0 else 0
+    return working_exponent(largest, itemsize)
 
 
 def chunk_moments(chunk: Chunk, with_variance: bool = True) -> Moments:
     """:class:`Moments` of one chunk: extremes and the mean, then the squared deviations.
 
-    Both passes run over row blocks of the chunk (``working_memory``), in
-    float64, so no float64 copy of the whole chunk is made. Without
-    ``with_variance`` the second pass is skipped (``sq_dev`` is zero).
+    Both passes run over row blocks of the chunk (``working_memory``). The
+    weighted sums are taken in the data's dtype block by block (as the
+    in-memory weighted mean) and added in float64. Without ``with_variance``
+    the second pass is skipped (``sq_dev`` is zero).
     """
     from ._scale import scale_by_power_of_two
 
@@ -382,30 +392,30 @@ def chunk_moments(chunk: Chunk, with_variance: bool = True) -> Moments:
     weights_non_negative = bool(xp.all(weights64 >= 0))
     blocks = row_blocks(n_rows, block_rows(n_rows, n_features * 8 * 3, xp, chunk.context.budget_mib))
 
-    def block_extremes(start: int, stop: int) -> tuple[bool, Any, Any]:
+    def block_extremes(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         block = X[start:stop, :]
-        if not bool(xp.all(xp.isfinite(block))):
-            return False, None, None
-        return True, to_numpy(xp.min(block, axis=0)), to_numpy(xp.max(block, axis=0))
+        return to_numpy(xp.min(block, axis=0)), to_numpy(xp.max(block, axis=0))
 
     extremes = map_blocks(block_extremes, blocks, xp)
-    finite = all(part[0] for part in extremes)
-    has_nan = not finite and bool(xp.any(xp.isnan(X)))
+    column_min = np.min(np.stack([part[0] for part in extremes]), axis=0)
+    column_max = np.max(np.stack([part[1] for part in extremes]), axis=0)
+    # min and max propagate NaN and reach the infinities: they tell whether X
+    # is finite without a pass of their own.
+    finite = bool(np.all(np.isfinite(column_min)) and np.all(np.isfinite(column_max)))
+    has_nan = not finite and bool(np.any(np.isnan(column_min)) or np.any(np.isnan(column_max)))
     zeros = np.zeros(n_features)
     if not (finite and weights_finite and weights_non_negative):
         return Moments(finite, has_nan, weights_finite, weights_non_negative, 0.0, 0, zeros, zeros, None, None)
-    column_min = np.min(np.stack([part[1] for part in extremes]), axis=0)
-    column_max = np.max(np.stack([part[2] for part in extremes]), axis=0)
-    exponent = _magnitude_exponent(column_min, column_max)
+    exponent = _sum_exponent(column_min, column_max, itemsize(X, xp))
     total = float(xp.sum(weights64))
     if total <= 0:
         return Moments(True, False, True, True, 0.0, exponent, zeros, zeros, column_min, column_max)
 
-    def scaled_block(start: int, stop: int) -> Any:
-        # A power of two: exact, and the sums cannot overflow.
-        return scale_by_power_of_two(xp.astype(X[start:stop, :], xp.float64), -exponent)
+    def block_sum(start: int, stop: int) -> Any:
+        block = scale_by_power_of_two(X[start:stop, :], -exponent)
+        return xp.astype(xp.matmul(chunk.weights[start:stop], block), xp.float64)
 
-    sums = map_blocks(lambda start, stop: xp.matmul(weights64[start:stop], scaled_block(start, stop)), blocks, xp)
+    sums = map_blocks(block_sum, blocks, xp)
     weighted_sum_of_rows = sums[0]
     for part in sums[1:]:
         weighted_sum_of_rows = weighted_sum_of_rows + part
@@ -414,7 +424,7 @@ def chunk_moments(chunk: Chunk, with_variance: bool = True) -> Moments:
         return Moments(True, False, True, True, total, exponent, to_numpy(mean), zeros, column_min, column_max)
 
     def block_sq_dev(start: int, stop: int) -> Any:
-        deviation = scaled_block(start, stop) - mean
+        deviation = scale_by_power_of_two(xp.astype(X[start:stop, :], xp.float64), -exponent) - mean
         return xp.matmul(weights64[start:stop], deviation * deviation)
 
     sq_devs = map_blocks(block_sq_dev, blocks, xp)

@@ -175,8 +175,9 @@ class LocalPasses:
 class ClusterPasses:
     """Passes as ``dask.distributed`` futures over the persisted chunks: one task per chunk.
 
-    The context (frame, budget) is scattered once per fit, the centers once
-    per iteration at most (:meth:`put`): a pass that follows another takes
+    The context (frame, budget) is scattered once per fit with the first
+    centers, later centers only when the host re-seeds an empty cluster
+    (:meth:`put`): a pass that follows another takes
     that pass's root future as its centers (:meth:`follow`), so its tasks
     can be submitted before the root is computed.
     """
@@ -184,24 +185,40 @@ class ClusterPasses:
     ahead = True
 
     def __init__(self, client: Any, rows: DaskRows):
+        import uuid
+
         self.client = client
         self.rows = rows
         self.chunks, self.weights = rows.futures()
-        # In a list: a named tuple would be scattered field by field.
-        [self.context] = client.scatter([rows.context], broadcast=True, hash=False)
+        self.context = None
+        # Keys name the fit, the pass and the node (no random key per task).
+        self.token = uuid.uuid4().hex
+        self.n_tasks = 0
+
+    def _key(self, fn: Callable[..., Any]) -> str:
+        self.n_tasks += 1
+        return f"kgpu-{fn.__name__}-{self.token}-{self.n_tasks}"
 
     def _submit(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return self.client.submit(fn, *args, pure=False)
+        return self.client.submit(fn, *args, key=self._key(fn))
 
     def _map(self, fn: Callable[..., Any], source: Any) -> list:
-        weights = self.weights or [None] * len(self.chunks)
-        return [
-            self._submit(run_on_chunk, fn, chunk, weight, int(start), self.context, source)
-            for chunk, weight, start in zip(self.chunks, weights, self.rows.starts)
-        ]
+        """One task per chunk, submitted as one graph."""
+        n_chunks = len(self.chunks)
+        return self.client.map(
+            run_on_chunk, [fn] * n_chunks, self.chunks, self.weights or [None] * n_chunks,
+            [int(start) for start in self.rows.starts], [self.context] * n_chunks, [source] * n_chunks,
+            key=[self._key(fn) for _ in range(n_chunks)],
+        )
 
     def put(self, centers: np.ndarray) -> Any:
-        return self.client.scatter(np.asarray(centers), broadcast=True, hash=False)
+        # One round trip; the context travels with the first centers (in a
+        # list: a named tuple would be scattered field by field).
+        if self.context is None:
+            self.context, source = self.client.scatter([self.rows.context, np.asarray(centers)], broadcast=True, hash=False)
+            return source
+        [source] = self.client.scatter([np.asarray(centers)], broadcast=True, hash=False)
+        return source
 
     def follow(self, pending: Any, centers: np.ndarray) -> Any:
         """What the next pass starts from: the root future of ``pending`` (already on a worker)."""

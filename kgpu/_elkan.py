@@ -25,10 +25,10 @@ import time
 from typing import Any, Callable
 
 from ._assign import assign, center_scores, weighted_inertia, weighted_sum
-from ._backend import device_of
+from ._backend import device_of, host_scalars
 from ._blocks import map_blocks, row_blocks
 from ._distances import homogeneous_operand, row_sq_norms, sq_distance_to_own_center
-from ._lloyd import IterationRecord, LloydResult, _centers_from_sums as centers_from_sums, finish_iteration
+from ._lloyd import IterationRecord, LloydResult, _centers_from_sums as centers_from_sums, _means, finish_iteration
 from ._segment import segment_sum
 
 ALGORITHMS = ("lloyd", "elkan")
@@ -115,7 +115,7 @@ def hamerly(
         half_gap = _half_gaps(centers, xp=xp)
         first = n_iter == 1
 
-        def one_block(start: int, stop: int) -> tuple[Any, Any, int, int]:
+        def one_block(start: int, stop: int) -> tuple[Any, Any, Any]:
             x_block = design[start:stop, :]
             labels_block = labels[start:stop]
             if first:
@@ -135,14 +135,16 @@ def hamerly(
                     upper_block = _scatter(upper_block, needs_all, tightened, xp=xp)
                     needs_all = needs_all & (upper_block >= bound)
             recompute = xp.nonzero(needs_all)[0]
-            n_changed = 0
+            # A device scalar (None: nothing recomputed): the iteration's counts
+            # cross to the host together, in one sync, not one per block.
+            n_changed = None
             new_labels_block = labels_block
             if recompute.shape[0] > 0:
                 rows = xp.take(x_block, recompute, axis=0)
                 nearest, second_lower = _two_nearest(rows, operand, center_sq_norms, rounding, xp=xp)
                 own = _own_distance(rows[:, :-1], centers, nearest, rounding, xp=xp)
                 old = xp.take(labels_block, recompute)
-                n_changed = int(xp.count_nonzero(nearest != old))
+                n_changed = xp.astype(xp.count_nonzero(nearest != old), xp.int64)
                 new_labels_block = _scatter(labels_block, needs_all, nearest, xp=xp)
                 upper_block = _scatter(upper_block, needs_all, own, xp=xp)
                 lower_block = _scatter(lower_block, needs_all, second_lower, xp=xp)
@@ -153,22 +155,37 @@ def hamerly(
                 segment_sum(x_block, new_labels_block, n_clusters, sample_weight[start:stop], xp=xp), xp.float64
             )
             # The column of ones sums to the weight of each cluster.
-            return sums[:, :n_features], sums[:, n_features], n_changed, int(recompute.shape[0])
+            return sums[:, :n_features], sums[:, n_features], n_changed
 
         parts = map_blocks(one_block, row_blocks(n_rows, rows_per_block), xp)
         sums, weights = parts[0][0], parts[0][1]
-        for block_sums, block_weights, _, _ in parts[1:]:
+        for block_sums, block_weights, _ in parts[1:]:
             sums = sums + block_sums
             weights = weights + block_weights
-        n_changed = n_rows if first else sum(part[2] for part in parts)
+        changed_counts = [part[2] for part in parts if part[2] is not None]
+        changed_total = None
+        if not first and changed_counts:
+            changed_total = changed_counts[0]
+            for count in changed_counts[1:]:
+                changed_total = changed_total + count
         # The bounds keep every label exact: this is the inertia against the centers just used.
         iteration_inertia = (
             weighted_inertia(X, sample_weight, centers, labels, xp=xp, rows_per_block=rows_per_block)
             if track_inertia else None
         )
-        new_centers = centers_from_sums(X, sample_weight, centers, labels, sums, weights, xp=xp, rows_per_block=rows_per_block)
-        # Lloyd's shift, computed as Lloyd computes it, so the runs stop together.
-        center_shift = float(xp.sum((new_centers - centers) ** 2))
+        new_centers = _means(X, centers, sums, weights, xp=xp)
+        # Lloyd's shift, computed as Lloyd computes it, so the runs stop
+        # together; with the changed labels and the empty-cluster flag it
+        # crosses to the host in one sync per iteration, as in Lloyd's driver.
+        center_shift, changed, any_empty = host_scalars(
+            xp.sum((new_centers - centers) ** 2), changed_total, xp.any(weights <= 0), xp=xp
+        )
+        if any_empty:
+            new_centers = centers_from_sums(
+                X, sample_weight, centers, labels, sums, weights, xp=xp, rows_per_block=rows_per_block
+            )
+            center_shift = float(xp.sum((new_centers - centers) ** 2))
+        n_changed = n_rows if first else int(changed or 0)
         _move_bounds(labels, upper, lower, centers, new_centers, rounding, xp=xp)
         centers = new_centers
         record = IterationRecord(n_iter, center_shift, n_changed, time.perf_counter() - started, iteration_inertia)
@@ -230,14 +247,17 @@ def _move_bounds(labels: Any, upper: Any, lower: Any, old_centers: Any, new_cent
     """Carry the bounds over to the moved centers (triangle inequality), in place."""
     delta = xp.astype(new_centers, xp.float64) - xp.astype(old_centers, xp.float64)
     moves = xp.sqrt(xp.sum(delta * delta, axis=1)) * (1 + rounding)
-    farthest = int(xp.argmax(moves))
-    largest = float(moves[farthest])
+    # Everything stays on the device: no host sync.
+    farthest = xp.argmax(moves)
+    largest = xp.max(moves)
     k = moves.shape[0]
-    others = xp.where(xp.arange(k, device=device_of(moves)) == farthest, 0.0, moves)
-    second_largest = float(xp.max(others)) if k > 1 else 0.0
+    if k > 1:
+        second_largest = xp.max(xp.where(xp.arange(k, device=device_of(moves)) == farthest, 0.0, moves))
+    else:
+        second_largest = xp.zeros((), dtype=xp.float64, device=device_of(moves))
     upper += xp.take(moves, labels)
     # A row's lower bound covers every center but its own: its own center's move does not count.
-    lower -= xp.where(labels == farthest, xp.asarray(second_largest, dtype=xp.float64, device=device_of(moves)), largest)
+    lower -= xp.where(labels == farthest, second_largest, largest)
 
 
 def _scatter(target: Any, mask: Any, values: Any, *, xp: Any) -> Any:

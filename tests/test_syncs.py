@@ -90,6 +90,22 @@ def test_kmeans_lloyd_iteration(X, n_blocks, monkeypatch):
 
 
 @pytest.mark.parametrize("n_blocks", [1, 50])
+def test_kmeans_hamerly_iteration(X, n_blocks, monkeypatch):
+    # algorithm="elkan" (Hamerly's bounds): the changed-label counts of every
+    # block, the center shift and the empty-cluster flag cross in one copy.
+    budget = budget_for(n_blocks, N_SAMPLES, SQEUCLIDEAN, N_FEATURES + 1)
+    counts = {}
+    for max_iter in (3, 9):
+        model = kgpu.KMeans(
+            N_CLUSTERS, init="random", n_init=1, max_iter=max_iter, tol=0, random_state=0,
+            algorithm="elkan", working_memory=budget,
+        )
+        counts[max_iter] = syncs_of(lambda: model.fit(X), monkeypatch)
+        assert model.n_iter_ == max_iter
+    assert (counts[9] - counts[3]) / 6 <= BUDGET
+
+
+@pytest.mark.parametrize("n_blocks", [1, 50])
 def test_spherical_kmeans_iteration(X, n_blocks, monkeypatch):
     # Spherical K-Means runs Lloyd's driver with its own update: same budget.
     budget = budget_for(n_blocks, N_SAMPLES, SQEUCLIDEAN, N_FEATURES + 1)

@@ -99,6 +99,24 @@ def _rows_view(X: torch.Tensor, n_features: int) -> torch.Tensor:
 
 
 @triton.jit
+def _load_tile(BASE, row_ids, row_stride, columns, row_ok, column_ok, ACC: tl.constexpr):
+    """The ``(rows x columns)`` tile of a row-major matrix, 0 outside the masks, in ``ACC``."""
+    return tl.load(BASE + row_ids[:, None] * row_stride + columns[None, :],
+                   mask=row_ok[:, None] & column_ok[None, :], other=0.0).to(ACC)
+
+
+@triton.jit
+def _keep_nearer(best, best_index, scores, center_ok, first_center):
+    """Fold a ``(rows x centers)`` score tile into the running minimum and its center index."""
+    scores = tl.where(center_ok[None, :], scores, float("inf"))
+    tile_best = tl.min(scores, axis=1)
+    tile_index = tl.argmin(scores, axis=1).to(tl.int64) + first_center
+    # Strictly smaller: a tie keeps the earlier (lower-index) center.
+    better = tile_best < best
+    return tl.where(better, tile_best, best), tl.where(better, tile_index, best_index)
+
+
+@triton.jit
 def _nearest_sq_kernel(
     X, stride_x, C, C_SQ, LABELS, MIN_DIST,
     n_rows, n_centers, n_features,
@@ -119,30 +137,21 @@ def _nearest_sq_kernel(
         for first_feature in range(0, n_features, BLOCK_D):
             features = first_feature + tl.arange(0, BLOCK_D)
             feature_ok = features < n_features
-            x = tl.load(X + rows64[:, None] * stride_x + features[None, :],
-                        mask=row_ok[:, None] & feature_ok[None, :], other=0.0).to(ACC)
-            c = tl.load(C + centers[:, None] * n_features + features[None, :],
-                        mask=center_ok[:, None] & feature_ok[None, :], other=0.0).to(ACC)
+            x = _load_tile(X, rows64, stride_x, features, row_ok, feature_ok, ACC)
+            c = _load_tile(C, centers, n_features, features, center_ok, feature_ok, ACC)
             dots = tl.dot(x, tl.trans(c), dots, input_precision=PRECISION, out_dtype=ACC)
         c_sq = tl.load(C_SQ + centers, mask=center_ok, other=0.0)
         # ||c||^2 - 2 x.c: the squared distance minus ||x||^2, same argmin.
-        scores = c_sq[None, :] - 2.0 * dots
-        scores = tl.where(center_ok[None, :], scores, float("inf"))
-        tile_best = tl.min(scores, axis=1)
-        tile_index = tl.argmin(scores, axis=1).to(tl.int64) + first_center
-        # Strictly smaller: a tie keeps the earlier (lower-index) center.
-        better = tile_best < best
-        best = tl.where(better, tile_best, best)
-        best_index = tl.where(better, tile_index, best_index)
+        best, best_index = _keep_nearer(best, best_index, c_sq[None, :] - 2.0 * dots, center_ok, first_center)
     tl.store(LABELS + rows64, best_index, mask=row_ok)
     if WRITE_DIST:
         # The distance to the chosen center, computed exactly as ||x - c||^2.
         distance = tl.zeros((BLOCK_N,), ACC)
         for first_feature in range(0, n_features, BLOCK_D):
             features = first_feature + tl.arange(0, BLOCK_D)
-            mask = row_ok[:, None] & (features < n_features)[None, :]
-            x = tl.load(X + rows64[:, None] * stride_x + features[None, :], mask=mask, other=0.0).to(ACC)
-            c = tl.load(C + best_index[:, None] * n_features + features[None, :], mask=mask, other=0.0).to(ACC)
+            feature_ok = features < n_features
+            x = _load_tile(X, rows64, stride_x, features, row_ok, feature_ok, ACC)
+            c = _load_tile(C, best_index, n_features, features, row_ok, feature_ok, ACC)
             diff = x - c
             distance += tl.sum(diff * diff, axis=1)
         tl.store(MIN_DIST + rows64, distance, mask=row_ok)
@@ -169,10 +178,8 @@ def _nearest_lp_kernel(
         for first_feature in range(0, n_features, BLOCK_D):
             features = first_feature + tl.arange(0, BLOCK_D)
             feature_ok = features < n_features
-            x = tl.load(X + rows64[:, None] * stride_x + features[None, :],
-                        mask=row_ok[:, None] & feature_ok[None, :], other=0.0).to(ACC)
-            c = tl.load(C + centers[:, None] * n_features + features[None, :],
-                        mask=center_ok[:, None] & feature_ok[None, :], other=0.0).to(ACC)
+            x = _load_tile(X, rows64, stride_x, features, row_ok, feature_ok, ACC)
+            c = _load_tile(C, centers, n_features, features, center_ok, feature_ok, ACC)
             gap = tl.abs(x[:, None, :] - c[None, :, :])
             if MANHATTAN:
                 total += tl.sum(gap, axis=2)
@@ -180,12 +187,7 @@ def _nearest_lp_kernel(
                 # |g|^p as exp2(p log2 |g|), exactly 0 for a zero gap.
                 powered = tl.exp2(p * tl.log2(tl.maximum(gap, 1e-30)))
                 total += tl.sum(tl.where(gap > 0, powered, 0.0), axis=2)
-        total = tl.where(center_ok[None, :], total, float("inf"))
-        tile_best = tl.min(total, axis=1)
-        tile_index = tl.argmin(total, axis=1).to(tl.int64) + first_center
-        better = tile_best < best
-        best = tl.where(better, tile_best, best)
-        best_index = tl.where(better, tile_index, best_index)
+        best, best_index = _keep_nearer(best, best_index, total, center_ok, first_center)
     tl.store(LABELS + rows64, best_index, mask=row_ok)
     tl.store(MIN_DIST + rows64, best, mask=row_ok)
 
@@ -218,8 +220,7 @@ def _segment_sums_kernel(
             row_ok = positions < slice_stop
             rows = tl.load(ORDER + start + positions, mask=row_ok, other=0)
             weight = tl.load(WEIGHTS + rows, mask=row_ok, other=0.0).to(tl.float64)
-            x = tl.load(X + rows[:, None] * stride_x + features[None, :],
-                        mask=row_ok[:, None] & feature_ok[None, :], other=0.0).to(tl.float64)
+            x = _load_tile(X, rows, stride_x, features, row_ok, feature_ok, tl.float64)
             sums += x * weight[:, None]
             weight_sums += weight
     out = (first_slice * n_centers + cluster).to(tl.int64)
@@ -245,10 +246,8 @@ def _plusplus_kernel(
     for first_feature in range(0, n_features, BLOCK_D):
         features = first_feature + tl.arange(0, BLOCK_D)
         feature_ok = features < n_features
-        x = tl.load(X + rows64[:, None] * stride_x + features[None, :],
-                    mask=row_ok[:, None] & feature_ok[None, :], other=0.0).to(ACC)
-        c = tl.load(CANDIDATES + candidates[:, None] * n_features + features[None, :],
-                    mask=candidate_ok[:, None] & feature_ok[None, :], other=0.0).to(ACC)
+        x = _load_tile(X, rows64, stride_x, features, row_ok, feature_ok, ACC)
+        c = _load_tile(CANDIDATES, candidates, n_features, features, candidate_ok, feature_ok, ACC)
         diff = x[:, None, :] - c[None, :, :]
         distance += tl.sum(diff * diff, axis=2)
     closest = tl.load(CLOSEST + rows64, mask=row_ok, other=0.0)
@@ -265,6 +264,24 @@ def _ordered_key(x, INT: tl.constexpr, SHIFT: tl.constexpr, LOW_BITS: tl.constex
     """Integer key with the order of the floats ``x``: the low bits of negative numbers flipped."""
     bits = x.to(INT, bitcast=True)
     return bits ^ ((bits >> SHIFT) & LOW_BITS)
+
+
+@triton.jit
+def _segment_tile(
+    SORTED, WEIGHTS, start, first, count, columns, column_ok, n_features,
+    ACC: tl.constexpr, INT: tl.constexpr, SHIFT: tl.constexpr, LOW_BITS: tl.constexpr,
+    HAS_WEIGHTS: tl.constexpr, BLOCK_R: tl.constexpr,
+):
+    """Order keys, row weights (1 without weights) and mask of rows ``first:first + BLOCK_R`` of a segment."""
+    positions = first + tl.arange(0, BLOCK_R)
+    row_ok = positions < count
+    rows = (start + positions).to(tl.int64)
+    values = _load_tile(SORTED, rows, n_features, columns, row_ok, column_ok, ACC)
+    if HAS_WEIGHTS:
+        weight = tl.load(WEIGHTS + rows, mask=row_ok, other=0.0)
+    else:
+        weight = tl.where(row_ok, 1.0, 0.0).to(tl.float64)
+    return _ordered_key(values, INT, SHIFT, LOW_BITS), weight, row_ok[:, None] & column_ok[None, :]
 
 
 @triton.jit
@@ -291,17 +308,12 @@ def _segment_median_kernel(
     highest = -lowest - 1  # the smallest key
     total = tl.zeros((BLOCK_D,), tl.float64)
     for first in range(0, count, BLOCK_R):
-        positions = first + tl.arange(0, BLOCK_R)
-        row_ok = positions < count
-        mask = row_ok[:, None] & column_ok[None, :]
-        rows = (start + positions).to(tl.int64)
-        keys = _ordered_key(tl.load(SORTED + rows[:, None] * n_features + columns[None, :], mask=mask, other=0.0).to(ACC), INT, SHIFT, LOW_BITS)
+        keys, weight, mask = _segment_tile(
+            SORTED, WEIGHTS, start, first, count, columns, column_ok, n_features,
+            ACC, INT, SHIFT, LOW_BITS, HAS_WEIGHTS, BLOCK_R,
+        )
         lowest = tl.minimum(lowest, tl.min(tl.where(mask, keys, (1 << SHIFT) - 1), axis=0))
         highest = tl.maximum(highest, tl.max(tl.where(mask, keys, -(1 << SHIFT)), axis=0))
-        if HAS_WEIGHTS:
-            weight = tl.load(WEIGHTS + rows, mask=row_ok, other=0.0)
-        else:
-            weight = tl.where(row_ok, 1.0, 0.0).to(tl.float64)
         total += tl.sum(tl.where(mask, weight[:, None], 0.0), axis=0)
     half = total / 2
     lower_lo, lower_hi = lowest, highest
@@ -319,15 +331,10 @@ def _segment_median_kernel(
         upper_below = lower_below
         upper_above = lower_above
         for first in range(0, count, BLOCK_R):
-            positions = first + tl.arange(0, BLOCK_R)
-            row_ok = positions < count
-            mask = row_ok[:, None] & column_ok[None, :]
-            rows = (start + positions).to(tl.int64)
-            keys = _ordered_key(tl.load(SORTED + rows[:, None] * n_features + columns[None, :], mask=mask, other=0.0).to(ACC), INT, SHIFT, LOW_BITS)
-            if HAS_WEIGHTS:
-                weight = tl.load(WEIGHTS + rows, mask=row_ok, other=0.0)
-            else:
-                weight = tl.where(row_ok, 1.0, 0.0).to(tl.float64)
+            keys, weight, mask = _segment_tile(
+                SORTED, WEIGHTS, start, first, count, columns, column_ok, n_features,
+                ACC, INT, SHIFT, LOW_BITS, HAS_WEIGHTS, BLOCK_R,
+            )
             at_most_lower = mask & (keys <= lower_mid[None, :])
             at_most_upper = mask & (keys <= upper_mid[None, :])
             lower_weight += tl.sum(tl.where(at_most_lower, weight[:, None], 0.0), axis=0)

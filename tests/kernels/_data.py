@@ -48,6 +48,22 @@ def exact_ties(dtype: str):
     return X, centers
 
 
+def ties_across_tiles(dtype: str):
+    """Ties between centers in different tiles of a kernel that scans the centers in tiles of up to 64.
+
+    100 centers on a line, 3 apart, with center 70 a copy of center 5: row 0
+    sits on both (the lowest index, 5, must win over a later tile's equal
+    score); row 1 is halfway between centers 63 and 64 (the last of one
+    64-wide tile and the first of the next). Small integers and halves, so
+    every distance is exact in any float precision.
+    """
+    centers = np.zeros((100, 3), dtype=dtype)
+    centers[:, 0] = 3 * np.arange(100)
+    centers[70] = centers[5]
+    X = np.array([[15, 0, 0], [190.5, 0, 0], [297, 0, 0]], dtype=dtype)
+    return X, centers
+
+
 def weights_for(n_rows: int, kind: str, seed: int = 1) -> np.ndarray:
     """Uniform ones, or positive weights with some zeros."""
     if kind == "uniform":

@@ -10,7 +10,7 @@ from kgpu._distances import Metric
 
 from .._helpers import to_numpy
 from ._contract import native_implementations, require_applies
-from ._data import DTYPES, SHAPE_IDS, SHAPES, blobs, compute_dtype, exact_ties, weights_for
+from ._data import DTYPES, SHAPE_IDS, SHAPES, blobs, compute_dtype, exact_ties, ties_across_tiles, weights_for
 
 IMPLEMENTATIONS = native_implementations("assign")
 
@@ -64,6 +64,15 @@ def test_ties_go_to_the_lowest_index(backend, entry, target, metric, dtype):
     result = _check_against_reference(entry, target, X, centers, metric)
     labels = to_numpy(result.labels)
     assert labels[0] == 0 and labels[2] == 2
+
+
+@pytest.mark.parametrize("backend, entry", IMPLEMENTATIONS)
+@pytest.mark.parametrize("metric", METRICS, ids=METRIC_IDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ties_across_center_tiles_go_to_the_lowest_index(backend, entry, target, metric, dtype):
+    X, centers = ties_across_tiles(dtype)
+    labels = to_numpy(_check_against_reference(entry, target, X, centers, metric).labels)
+    np.testing.assert_array_equal(labels, [5, 63, 99])
 
 
 @pytest.mark.parametrize("backend, entry", IMPLEMENTATIONS)

@@ -10,7 +10,7 @@ from kgpu._kernels import dispatch
 
 from .._helpers import to_numpy
 from ._contract import native_implementations, require_applies
-from ._data import DTYPES, SHAPE_IDS, SHAPES, blobs, compute_dtype, exact_ties, weights_for
+from ._data import DTYPES, SHAPE_IDS, SHAPES, blobs, compute_dtype, exact_ties, ties_across_tiles, weights_for
 
 IMPLEMENTATIONS = native_implementations("lloyd_step")
 
@@ -71,6 +71,14 @@ def test_ties_go_to_the_lowest_index(backend, entry, target, dtype):
     # Row 0 is halfway between centers 0 and 1; row 2 sits on the duplicated centers 2 and 3.
     labels = to_numpy(result.labels)
     assert labels[0] == 0 and labels[2] == 2
+
+
+@pytest.mark.parametrize("backend, entry", IMPLEMENTATIONS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ties_across_center_tiles_go_to_the_lowest_index(backend, entry, target, dtype):
+    X, centers = ties_across_tiles(dtype)
+    result = _check_against_reference(entry, target, X, centers, weights_for(X.shape[0], "uniform"))
+    np.testing.assert_array_equal(to_numpy(result.labels), [5, 63, 99])
 
 
 @pytest.mark.parametrize("backend, entry", IMPLEMENTATIONS)

@@ -497,8 +497,7 @@ def score(estimator: Any, X: Any, sample_weight: Any) -> float:
     """:meth:`kgpu.KMeans.score` of a Dask array: minus the weighted inertia (one pass)."""
     rows = dask_rows(estimator, X, sample_weight, reset=False)
     centers, context, frame = fitted_model(estimator, rows)
-    rows.context = context
-    moments, inertia = rows.map_reduce(_chunk_checked_objective, centers, combine=_merge_checked)
+    moments, inertia = rows.with_context(context).map_reduce(_chunk_checked_objective, centers, combine=_merge_checked)
     check_moments(moments)
     return -frame.restore_distances(float(inertia), 2)
 
@@ -559,9 +558,9 @@ def partial_fit_minibatch(estimator: Any, X: Any, sample_weight: Any) -> Any:
     if estimator.compute_labels and hasattr(estimator, "cluster_centers_"):
         rows = dask_rows(estimator, X, weights, reset=False)
         centers, context, frame = fitted_model(estimator, rows)
-        rows.context = context
         estimator.labels_ = lazy_labels(rows.X, centers, context)
-        estimator.inertia_ = frame.restore_distances(float(rows.map_reduce(chunk_objective, centers)[0]), 2)
+        inertia = rows.with_context(context).map_reduce(chunk_objective, centers)[0]
+        estimator.inertia_ = frame.restore_distances(float(inertia), 2)
     return estimator
 
 

@@ -205,6 +205,14 @@ class DaskRows:
         )
         return DaskRows(design, self.sample_weight, context._replace(homogeneous=True), persist=persist)
 
+    def with_context(self, context: ChunkContext) -> "DaskRows":
+        """The same chunks read with another context (e.g. a fitted model's frame)."""
+        import copy
+
+        rows = copy.copy(self)
+        rows.context = context
+        return rows
+
     def weight_block(self, index: int) -> Any:
         return None if self.weight_blocks is None else self.weight_blocks[index]
 

@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> list[dict]:
             algorithm=contender.algorithm, name=contender.name, device=contender.device,
             median_s=median, ratio=median / reference, inertia=inertia[key],
         ))
-    rows.sort(key=lambda row: (row["algorithm"] != "MiniBatchKMeans", row["name"] == "scikit-learn"))
+    rows.sort(key=lambda row: (row["algorithm"] != "MiniBatchKMeans", row["name"].startswith("scikit-learn")))
     return rows
 
 

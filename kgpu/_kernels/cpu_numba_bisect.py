@@ -52,14 +52,43 @@ CHUNKS_PER_JOB = 16
 
 
 @njit(fastmath=False, cache=True, nogil=True)
-def _transposed(X, out):
-    """``out[f, r] = X[r, f]``, in tiles of rows so that both sides stay in cache."""
+def _weighted_mean(X, weights):
+    """``sum(w x) / sum(w)`` per feature, accumulated in float64 along the rows, in the data's dtype."""
     n_rows, n_features = X.shape
+    totals = np.zeros(n_features, dtype=np.float64)
+    total_weight = 0.0
+    for r in range(n_rows):
+        weight = np.float64(weights[r])
+        for f in range(n_features):
+            totals[f] += weight * np.float64(X[r, f])
+        total_weight += weight
+    mean = np.empty(n_features, dtype=X.dtype)
+    for f in range(n_features):
+        mean[f] = totals[f] / total_weight
+    return mean
+
+
+@njit(fastmath=False, cache=True, nogil=True)
+def _working_rows(X, offset, rows, rows_t):
+    """``rows = X - offset`` (``offset`` empty: ``rows`` is not written) and ``rows_t`` = those rows transposed.
+
+    One pass over ``X``, in tiles of 64 rows so that both layouts stay in cache.
+    """
+    n_rows, n_features = X.shape
+    shifted = offset.shape[0] > 0
     for first in range(0, n_rows, 64):
         last = min(first + 64, n_rows)
-        for f in range(n_features):
+        if shifted:
             for r in range(first, last):
-                out[f, r] = X[r, f]
+                for f in range(n_features):
+                    rows[r, f] = X[r, f] - offset[f]
+            for f in range(n_features):
+                for r in range(first, last):
+                    rows_t[f, r] = rows[r, f]
+        else:
+            for f in range(n_features):
+                for r in range(first, last):
+                    rows_t[f, r] = X[r, f]
 
 
 @njit(fastmath=False, cache=True, nogil=True, inline="always")
@@ -258,15 +287,15 @@ def bisect_numba(
     from .._assign import assignment_block_rows
     from .._bisecting import Split
     from .._distances import homogeneous
-    from .._kmeans import mean_feature_variance, weighted_mean
+    from .._kmeans import mean_feature_variance
     from .._lloyd import lloyd
 
     n_rows, n_features = X.shape
     has_weight = bool(np.any(sample_weight > 0))
-    offset = weighted_mean(X, sample_weight, xp=xp) if center_rows and has_weight else None
-    X_work = X if offset is None else X - offset
+    offset = _weighted_mean(X, sample_weight) if center_rows and has_weight else None
+    X_work = X if offset is None else np.empty_like(X)
     xt = np.empty((n_features, n_rows), dtype=X.dtype)
-    _transposed(X_work, xt)
+    _working_rows(X, np.empty(0, dtype=X.dtype) if offset is None else offset, X_work, xt)
     absolute_tol = tol * mean_feature_variance(X_work, sample_weight, xp=xp) if tol > 0 and has_weight else 0.0
     seed_weight = sample_weight if has_weight else np.ones_like(sample_weight)
     n_chunks = -(-n_rows // CHUNK_ROWS)

@@ -140,8 +140,14 @@ def bisect(
     Runs the implementation the kernel table picks for ``xp``
     (:mod:`kgpu._kernels.dispatch`): on NumPy, the whole 2-means run compiled
     (:mod:`kgpu._kernels.cpu_numba_bisect`); :func:`bisect_reference` is the
-    array-API reference, documented there.
+    array-API reference, documented there. SciPy sparse rows, which no
+    kernel table entry takes, go to the reference directly.
     """
+    if is_sparse(X):
+        return bisect_reference(
+            X, sample_weight, seed=seed, n_init=n_init, max_iter=max_iter, tol=tol, center_rows=center_rows,
+            xp=xp, budget_mib=budget_mib, algorithm=algorithm,
+        )
     return call(
         "bisect", X, sample_weight, seed=seed, n_init=n_init, max_iter=max_iter, tol=tol, center_rows=center_rows,
         xp=xp, budget_mib=budget_mib, algorithm=algorithm,

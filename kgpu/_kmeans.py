@@ -355,8 +355,8 @@ array-like of shape (n_clusters, n_features), default="k-means++"
                 if best is None or result.inertia < best.inertia:
                     best = result
         warn_if_fewer_distinct_clusters(placement.xp.asarray(best.labels), n_clusters, xp=placement.xp)
-        self.cluster_centers_ = best.centers
-        self.labels_ = best.labels
+        self.cluster_centers_ = placement.to_input(best.centers)
+        self.labels_ = placement.to_input(best.labels)
         self.inertia_ = best.inertia
         self.n_iter_ = best.n_iter
         self.history_ = best.history
@@ -374,13 +374,19 @@ array-like of shape (n_clusters, n_features), default="k-means++"
             return _sparse.take_dense_rows(X_csr, forgy_indices(X_csr.shape[0], n_clusters, weights, random_state))
         if self.init == "random-partition":
             return _sparse.random_partition_centers(X_csr, n_clusters, weights, random_state)
-        raise ValueError(f"init={self.init!r} does not take sparse input; use 'k-means++', 'random' or 'random-partition'.")
+        if self.init == "k-means||":
+            from ._sparse_parallel import kmeans_parallel_centers as sparse_parallel_centers
+
+            return sparse_parallel_centers(X_csr, n_clusters, weights, random_state, budget_mib=self.working_memory)
+        raise ValueError(
+            f"init={self.init!r} does not take sparse input; use 'k-means++', 'k-means||', 'random' or 'random-partition'."
+        )
 
     # ------------------------------------------------------------- helpers
     def _place_rows(self, X: Any, *, reset: bool, streamable: bool = True) -> Placement:
         """:meth:`_place` for dense ``X``; SciPy sparse ``X`` stays sparse, as CSR on the host."""
         if is_sparse(X):
-            return _sparse.placement(_sparse.check_sparse(X, estimator=self, reset=reset), self.backend)
+            return _sparse.placement(_sparse.check_sparse(X, estimator=self, reset=reset), self.backend, X)
         return self._place(X, reset=reset, streamable=streamable)
 
     def _printer(self, run: int) -> Callable[[Any], None] | None:
@@ -618,7 +624,7 @@ def k_means(
 def _sparse_kmeans_plusplus(X, n_clusters, sample_weight, x_squared_norms, random_state, n_local_trials, backend):
     """:func:`kmeans_plusplus` of SciPy sparse rows: dense centers, host indices."""
     X_csr = _sparse.check_sparse(X)
-    placement = _sparse.placement(X_csr, backend)
+    placement = _sparse.placement(X_csr, backend, X)
     n_clusters = check_n_clusters(n_clusters, X_csr.shape[0])
     if n_local_trials is not None:
         n_local_trials = check_positive_int(n_local_trials, "n_local_trials")
@@ -634,7 +640,7 @@ def _sparse_kmeans_plusplus(X, n_clusters, sample_weight, x_squared_norms, rando
     indices = _sparse.plusplus_indices(
         X_csr, n_clusters, weights, check_random_state(random_state), x_sq_norms=norms, n_local_trials=n_local_trials
     )
-    return _sparse.take_dense_rows(X_csr, indices), indices
+    return placement.to_input(_sparse.take_dense_rows(X_csr, indices)), placement.to_input(indices)
 
 
 def _as_array(values: Any) -> Any:

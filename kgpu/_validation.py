@@ -71,12 +71,20 @@ def check_data(
             f"{who} does not take Dask arrays: KMeans and MiniBatchKMeans run on them "
             "chunk by chunk. Compute the array first (X.compute()) if it fits in memory."
         )
+    if is_torch_sparse(X):
+        who = type(estimator).__name__ if estimator is not None else "This function"
+        raise TypeError(
+            f"{who} does not take sparse input: KMeans, MiniBatchKMeans, BisectingKMeans, "
+            "kmeans_plusplus and the silhouette do. Densify it with X.to_dense() if it fits in memory."
+        )
     if _is_foreign_array(X):
         return _check_foreign(X, estimator=estimator, reset=reset, min_samples=min_samples)
     if hasattr(X, "toarray") or hasattr(X, "tocsr"):
         raise TypeError(
-            "Sparse input is not supported: kgpu computes on dense arrays. "
-            "Convert it with X.toarray() if it fits in memory."
+            f"Sparse input is not supported here ({type(X).__module__}.{type(X).__name__}): KMeans, "
+            "MiniBatchKMeans, BisectingKMeans, kmeans_plusplus and the silhouette take SciPy sparse "
+            "matrices and PyTorch sparse tensors on the CPU; GPU sparse input (cupyx.scipy.sparse) is "
+            "not supported yet. Convert it with X.toarray() if it fits in memory."
         )
     _reject_non_numeric(X)
     half = isinstance(X, np.ndarray) and X.dtype == np.float16
@@ -135,6 +143,12 @@ def _reject_non_numeric(X: Any) -> None:
         raise TypeError(
             f"X has a non-numeric dtype ({dtype}); kgpu clusters real numbers only."
         )
+
+
+def is_torch_sparse(X: Any) -> bool:
+    """True for a PyTorch sparse tensor of any layout (checked without importing PyTorch)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(X, torch.Tensor) and X.layout != torch.strided
 
 
 def is_dask_array(X: Any) -> bool:

@@ -639,7 +639,7 @@ def silhouette_score(
     metric_checked = _check_silhouette_metric(metric)
     sample_size = check_sample_size(sample_size)
     if is_sparse(X):
-        return float(np.mean(_sparse_silhouette(X, labels, metric_checked, sample_size, random_state, backend, working_memory)))
+        return float(np.mean(to_numpy(_sparse_silhouette(X, labels, metric_checked, sample_size, random_state, backend, working_memory))))
     placed = _place(X, backend, device)
     xp, X_c = placed.xp, placed.X
     encoded = encode_labels(labels, X_c.shape[0], xp=xp, device=placed.device)
@@ -660,7 +660,7 @@ def _sparse_silhouette(
 ) -> np.ndarray:
     """Silhouettes of SciPy sparse rows (of a sample of them): host NumPy, in ``X``'s dtype."""
     X_csr = _sparse.check_sparse(X)
-    host = _sparse.placement(X_csr, backend)
+    host = _sparse.placement(X_csr, backend, X)
     encoded = encode_labels(labels, X_csr.shape[0], xp=host.xp, device=host.device)
     if sample_size is not None:
         rows = sample_indices(X_csr.shape[0], sample_size, random_state)
@@ -670,7 +670,7 @@ def _sparse_silhouette(
     values = _sparse_metrics.silhouette(
         X_csr, np.asarray(encoded.codes), encoded.n_labels, metric.name, budget_mib=_check_working_memory(working_memory)
     )
-    return values.astype(X_csr.dtype)
+    return host.to_input(values.astype(X_csr.dtype))
 
 
 def _sparse_inertia(X: Any, labels: Any, centers: Any, sample_weight: Any, backend: Any) -> float:

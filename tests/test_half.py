@@ -184,3 +184,18 @@ def test_fit_memory_follows_the_half_precision_input():
         finally:
             tracemalloc.stop()
         assert peak < 0.5 * float32_copy, f"peak {peak / 2**20:.1f} MiB against a float32 copy of {float32_copy / 2**20:.1f} MiB"
+
+
+def test_command_line_fit_and_predict_on_a_float16_file(tmp_path, capsys):
+    from kgpu.cli import main
+
+    X_half = _blobs().astype(np.float16)
+    np.save(tmp_path / "X.npy", X_half)
+    assert main(["fit", str(tmp_path / "X.npy"), "--k", "4", "--seed", "0", "--out", str(tmp_path / "run")]) == 0
+    centers = np.load(tmp_path / "run" / "centers.npy")
+    assert centers.dtype == np.float32
+    reference = KMeans(4, random_state=0).fit(X_half.astype(np.float32))
+    np.testing.assert_array_equal(np.load(tmp_path / "run" / "labels.npy"), reference.labels_)
+    out = tmp_path / "labels.npy"
+    assert main(["predict", str(tmp_path / "X.npy"), "--centers", str(tmp_path / "run" / "centers.npy"), "--out", str(out)]) == 0
+    np.testing.assert_array_equal(np.load(out), reference.labels_)

@@ -274,9 +274,11 @@ def _step_over_converted_blocks(
     so the result has the same bits on any number of cores.
     """
     def one_block(start: int, stop: int) -> Accumulation:
-        # The conversion runs in the block's worker, beside the others' (NumPy).
+        # The conversion runs in the block's worker, beside the others' (NumPy),
+        # into that worker's reused buffer: the step is done with the block
+        # before the worker reads the next.
         return call(
-            "lloyd_step", X[start:stop, :], sample_weight[start:stop], centers, xp=xp, rows_per_block=rows_per_block,
+            "lloyd_step", X.converted_block(start, stop), sample_weight[start:stop], centers, xp=xp, rows_per_block=rows_per_block,
             previous_labels=None if previous_labels is None else previous_labels[start:stop],
         )
 

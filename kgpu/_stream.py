@@ -17,11 +17,14 @@ float32 without a float32 copy of all of ``X``.
 
 from __future__ import annotations
 
+import math
+import threading
 from typing import Any
 
 import numpy as np
 
 from ._backend import backend_name, move_to, namespace_of
+from ._kernels.dispatch import call, register
 from ._validation import is_half_precision
 
 #: Fraction of the free memory the working copy may take before fits stream instead.
@@ -114,7 +117,7 @@ class StreamedRows:
             return self._to_device(self.host[indices])
         return self._to_device(_take_device_rows(self.host, indices, namespace_of(self.host)))
 
-    def _to_device(self, host_rows: Any) -> Any:
+    def _to_device(self, host_rows: Any, out: Any = None) -> Any:
         xp = self.xp
         if self.widens and backend_name(namespace_of(host_rows)) != backend_name(xp):
             # Converted where the rows live (NumPy has no bfloat16 to receive them).
@@ -126,20 +129,86 @@ class StreamedRows:
             block = move_to(host_rows, xp, self.device)
         if not (self.homogeneous or block.dtype != self.dtype):
             return block if self.frame.is_identity else self.frame.apply(block)
-        # One new array per block, written in place: the conversion to float32,
-        # the frame and the column of ones cost one allocation, not four.
-        from ._scale import scale_by_power_of_two
+        # One array per block, written in place: the conversion to float32,
+        # the frame and the column of ones cost one allocation, not four (and
+        # one pass, where a compiled kernel applies).
+        if out is None:
+            out = xp.empty((block.shape[0], self.shape[1]), dtype=self.dtype, device=self.device)
+        return call("widen_rows", block, self.frame, self.homogeneous, out, xp=xp)
 
-        n_rows, n_features = block.shape
-        out = xp.empty((n_rows, self.shape[1]), dtype=self.dtype, device=self.device)
-        out[:, :n_features] = block
-        if self.frame.origin is not None:
-            out[:, :n_features] -= self.frame.origin
-        if self.frame.exponent:
-            out[:, :n_features] = scale_by_power_of_two(out[:, :n_features], -self.frame.exponent)
-        if self.homogeneous:
-            out[:, n_features] = 1
-        return out
+    def converted_block(self, start: int, stop: int) -> Any:
+        """Rows ``start:stop`` like ``X[start:stop, :]``, written into this thread's reused buffer.
+
+        For a pass that uses each block and lets it go before reading the
+        next (Lloyd's step): no allocation per block and pass. The block is
+        overwritten by this thread's next call, whatever ``StreamedRows`` it
+        comes from.
+        """
+        xp = self.xp
+        if not self.widens or backend_name(xp) not in ("numpy", "torch"):
+            return self[start:stop, :]
+        host_rows = self.host[start:stop, :]
+        if backend_name(namespace_of(host_rows)) != backend_name(xp):
+            return self._to_device(host_rows)
+        return self._to_device(host_rows, out=_reused_buffer(xp, self.device, self.dtype, (stop - start, self.shape[1])))
+
+
+_BUFFERS = threading.local()
+
+
+def _reused_buffer(xp: Any, device: Any, dtype: Any, shape: tuple[int, int]) -> Any:
+    """An uninitialised ``shape`` array of this thread's buffer, grown when too small."""
+    size = shape[0] * shape[1]
+    key = (backend_name(xp), str(device), str(dtype))
+    held = getattr(_BUFFERS, "held", None)
+    if held is None or held[0] != key or held[1].shape[0] < size:
+        held = (key, xp.empty((size,), dtype=dtype, device=device))
+        _BUFFERS.held = held
+    return xp.reshape(held[1][:size], shape)
+
+
+def power_of_two_factors(exponent: int) -> list[float]:
+    """The factors :func:`kgpu._scale.scale_by_power_of_two` multiplies by, in order."""
+    from ._scale import _STEP_EXPONENT
+
+    factors = []
+    while exponent != 0:
+        step = max(-_STEP_EXPONENT, min(_STEP_EXPONENT, exponent))
+        factors.append(math.ldexp(1.0, step))
+        exponent -= step
+    return factors
+
+
+@register("widen_rows", "*", name="array-api")
+def widen_rows_reference(rows: Any, frame: Any, homogeneous: bool, out: Any, *, xp: Any) -> Any:
+    """Fill ``out`` with half-precision ``rows`` in float32 and in the working frame.
+
+    ``out[:, :d] = (float32(rows) - origin) * 2**-exponent``, then
+    ``out[:, d] = 1`` when ``homogeneous`` (``out`` is ``(m, d + 1)``).
+
+    Parameters
+    ----------
+    rows : array of shape (m, d), half precision, in ``xp``
+    frame : kgpu._scale.Frame
+    homogeneous : bool
+    out : array of shape (m, d) or (m, d + 1), float32, in ``xp``
+    xp : namespace
+
+    Returns
+    -------
+    out
+    """
+    from ._scale import scale_by_power_of_two
+
+    n_features = rows.shape[1]
+    out[:, :n_features] = rows
+    if frame.origin is not None:
+        out[:, :n_features] -= frame.origin
+    if frame.exponent:
+        out[:, :n_features] = scale_by_power_of_two(out[:, :n_features], -frame.exponent)
+    if homogeneous:
+        out[:, n_features] = 1
+    return out
 
 
 def half_precision_rows(X: Any, xp: Any, device: Any) -> StreamedRows:

@@ -35,6 +35,7 @@ NATIVE_MODULES = (
     "kgpu._kernels.cpu_numba",
     "kgpu._kernels.cpu_numba_medoids",
     "kgpu._kernels.cpu_numba_bisect",
+    "kgpu._kernels.cpu_numba_widen",
     "kgpu._kernels.gpu_triton",
 )
 

@@ -140,7 +140,7 @@ def homogeneous(
     design : array of shape (n, d + 1), dtype of ``X``
     """
     from ._blocks import block_rows, map_blocks, row_blocks
-    from ._scale import scale_by_power_of_two
+    from ._scale import power_of_two_steps
 
     n_rows, n_features = X.shape
     design = xp.empty((n_rows, n_features + 1), dtype=X.dtype, device=device_of(X))
@@ -148,10 +148,13 @@ def homogeneous(
         rows_per_block = block_rows(n_rows, (n_features + 1) * 8, xp)
 
     def fill(start: int, stop: int) -> None:
-        # Block by block, in the thread pool on NumPy: no n x d temporary.
-        block = X[start:stop, :]
-        block = block if offset is None else block - offset
-        design[start:stop, :-1] = block if scale_exponent == 0 else scale_by_power_of_two(block, scale_exponent)
+        # Block by block, in the thread pool on NumPy, and in place: no
+        # temporary, not even of a block (the same values as (x - offset) * 2**e).
+        design[start:stop, :-1] = X[start:stop, :]
+        if offset is not None:
+            design[start:stop, :-1] -= offset
+        for factor in power_of_two_steps(scale_exponent):
+            design[start:stop, :-1] *= factor
         design[start:stop, -1] = 1
 
     map_blocks(fill, row_blocks(n_rows, rows_per_block), xp)

@@ -104,6 +104,13 @@ class StreamedRows:
 
     def _to_device(self, host_rows: Any) -> Any:
         xp = self.xp
+        if isinstance(host_rows, np.ndarray) and self.homogeneous and backend_name(xp) == "numpy":
+            # Host rows computed on the host: read straight into the block's
+            # working rows, transformed in place (one block, not three).
+            from ._distances import homogeneous
+
+            origin = None if self.frame.origin is None else np.asarray(self.frame.origin)
+            return homogeneous(host_rows, xp=xp, offset=origin, scale_exponent=-self.frame.exponent, rows_per_block=host_rows.shape[0])
         if isinstance(host_rows, np.ndarray):
             block = move_to(np.ascontiguousarray(host_rows), xp, self.device)
         else:

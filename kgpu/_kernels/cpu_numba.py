@@ -55,7 +55,9 @@ MIN_CHUNK_ROWS, MAX_CHUNK_ROWS = 1024, 16384
 
 #: Upper bound on the float64 partial sums held at once, in bytes: chunks are
 #: run in rounds whose partials are added (in chunk order) before the next.
-PARTIALS_BUDGET_BYTES = 64 * 2**20
+#: Small beside the data (a fit's memory is its working copy plus blocks);
+#: a round is still dozens of chunks, so the pool stays busy.
+PARTIALS_BUDGET_BYTES = 4 * 2**20
 
 _FLOATS = (np.float32, np.float64)
 
@@ -89,9 +91,10 @@ def _lloyd_epilogue(X, weights, scores, n_features, start, previous, part, label
     for r in range(scores.shape[0]):
         i = start + r
         best = _row_argmin(scores, r)
-        labels[i] = best
+        # Compared before it is written: ``labels`` may be ``previous`` itself.
         if previous.shape[0] > 0 and previous[i] != best:
             n_changed += 1
+        labels[i] = best
         weight = np.float64(weights[i])
         for f in range(n_features):
             part[best, f] += weight * X[i, f]
@@ -107,7 +110,8 @@ def _assign_epilogue(X, centers, scores, start, labels, min_dist):
         i = start + r
         best = _row_argmin(scores, r)
         labels[i] = best
-        total = min_dist.dtype.type(0)
+        # Accumulated in the data's dtype, whatever ``min_dist`` holds (it may be wider).
+        total = X.dtype.type(0)
         for f in range(n_features):
             gap = X[i, f] - centers[best, f]
             total += gap * gap
@@ -280,6 +284,7 @@ def lloyd_step_numba(
     xp: Any,
     rows_per_block: int,
     previous_labels: Any = None,
+    in_place: bool = False,
 ) -> Accumulation:
     """Fused Lloyd E-step and M-step sums; same contract as
     :func:`kgpu._assign.assign_and_accumulate_reference`.
@@ -292,11 +297,12 @@ def lloyd_step_numba(
     n_clusters, n_features = centers.shape
     operand = _operand(centers, X.dtype)
     weights = np.ascontiguousarray(sample_weight)
-    labels = np.empty(n_rows, dtype=np.int64)
     if previous_labels is None:
         previous = np.empty(0, dtype=np.int64)
     else:
         previous = np.ascontiguousarray(previous_labels, dtype=np.int64)
+    overwrite = in_place and previous is previous_labels and previous.flags.writeable
+    labels = previous if overwrite else np.empty(n_rows, dtype=np.int64)
     totals = np.zeros((n_clusters, n_features + 1), dtype=np.float64)
     n_changed = 0
     rows_per_chunk = chunk_rows(n_clusters, n_features, X.dtype.itemsize)
@@ -313,6 +319,7 @@ def lloyd_step_numba(
         # Chunk order, whichever thread computed each chunk.
         for part in partials:
             totals += part
+        del partials  # before the next round's are allocated
     # As the reference: a 0-d int64 array, or None without previous labels.
     changed = None if previous_labels is None else np.asarray(n_changed, dtype=np.int64)
     return Accumulation(labels, totals[:, :n_features].copy(), totals[:, n_features].copy(), changed)
@@ -364,6 +371,7 @@ def assign_numba(
     metric: Metric = SQEUCLIDEAN,
     rows_per_block: int | None = None,
     budget_mib: float | None = None,
+    float64_distances: bool = False,
 ) -> Assignment:
     """Nearest center and the distance to it; same contract as :func:`kgpu._assign.assign_reference`.
 
@@ -376,7 +384,7 @@ def assign_numba(
     n_rows = X.shape[0]
     n_clusters, n_features = centers.shape
     labels = np.empty(n_rows, dtype=np.int64)
-    min_dist = np.empty(n_rows, dtype=X.dtype)
+    min_dist = np.empty(n_rows, dtype=np.float64 if float64_distances else X.dtype)
     centers_work = np.ascontiguousarray(centers, dtype=X.dtype)
     rows_per_chunk = chunk_rows(n_clusters, n_features, X.dtype.itemsize)
     if metric.name in ("sqeuclidean", "euclidean"):
@@ -386,8 +394,11 @@ def assign_numba(
             _assign_epilogue(X, centers_work, _scores(X[start:stop], operand), start, labels, min_dist)
 
         map_blocks(one_chunk, row_blocks(n_rows, rows_per_chunk), np)
-        if metric.name == "euclidean":
+        if metric.name == "euclidean" and min_dist.dtype == X.dtype:
             np.sqrt(min_dist, out=min_dist)
+        elif metric.name == "euclidean":
+            # The root in the data's dtype, as without float64_distances.
+            min_dist[:] = np.sqrt(min_dist.astype(X.dtype))
     else:
         centers_t = np.ascontiguousarray(centers_work.T, dtype=np.float64)
         p = float(metric.p)
@@ -396,6 +407,9 @@ def assign_numba(
             _assign_minkowski(X, centers_t, p, start, stop, labels, min_dist)
 
         map_blocks(one_chunk, row_blocks(n_rows, rows_per_chunk), np)
+        if min_dist.dtype != X.dtype:
+            # Rounded to the data's dtype, as without float64_distances.
+            min_dist[:] = min_dist.astype(X.dtype)
     return Assignment(labels, min_dist)
 
 
@@ -735,12 +749,19 @@ def _lloyd_step_torch_applies(X: Any, sample_weight: Any, centers: Any, **kwargs
 
 
 def lloyd_step_torch(
-    X: Any, sample_weight: Any, centers: Any, *, xp: Any, rows_per_block: int, previous_labels: Any = None
+    X: Any,
+    sample_weight: Any,
+    centers: Any,
+    *,
+    xp: Any,
+    rows_per_block: int,
+    previous_labels: Any = None,
+    in_place: bool = False,
 ) -> Accumulation:
     """:func:`lloyd_step_numba` on the NumPy views of host tensors; tensors back."""
     step = lloyd_step_numba(
         _view(X), _view(sample_weight), _view(centers), xp=_NUMPY, rows_per_block=rows_per_block,
-        previous_labels=_view(previous_labels),
+        previous_labels=_view(previous_labels), in_place=in_place,
     )
     return Accumulation(*(_tensor(part) for part in step))
 

@@ -7,12 +7,16 @@ are interleaved (A, B, C, then A, B, C again...) in one process so that a
 noisy machine slows all of them alike. Medians are reported with the ratio to
 the best peer, and a roofline estimate per iteration:
 
-- compute: ``2 n (d + 1) k`` flops at :data:`PEAK_GFLOPS` (SGEMM, all cores);
-- memory: reading the ``n x (d + 1)`` float32 working copy once at
-  :data:`READ_GBS_PER_CORE` per core.
+- compute: ``2 n (d + 1) k`` flops at the SGEMM peak of all cores;
+- memory: reading the ``n x (d + 1)`` float32 working copy once at the read
+  bandwidth of one core times the cores.
 
-Both peak figures are estimates measured on the machine the results file
-names, not guarantees. Also: torch CPU tensors against NumPy arrays on the
+Both limits are measured at the start of the run (:func:`machine_limits`),
+per second of CPU time on one thread (a single-threaded 2048^3 SGEMM, a sum
+over 256 MiB), which a busy machine disturbs less than wall time; the
+defaults :data:`PEAK_GFLOPS` and :data:`READ_GBS_PER_CORE` stand in when
+``--no-measure`` is given. The load average before and after the run is
+written with the results. Also: torch CPU tensors against NumPy arrays on the
 same data, and numba's first-call compile time (cold cache) against a warm
 cache, each in a fresh process.
 
@@ -45,6 +49,35 @@ PEAK_GFLOPS = 310.0
 #: Memory read bandwidth of one core, GB/s (an estimate).
 READ_GBS_PER_CORE = 9.0
 
+
+def machine_limits(cores: int) -> tuple[float, float]:
+    """``(SGEMM GFLOP/s of all cores, read GB/s of one core)``, per second of CPU time on one thread.
+
+    Best of 5: a single-threaded 2048 x 2048 SGEMM, and a sum over 256 MiB of
+    float32 (larger than the caches).
+    """
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((2048, 2048)).astype(np.float32)
+    values = np.ones(64 * 2**20, dtype=np.float32)
+    gemm_s = read_s = float("inf")
+    with threadpool_limits(1, user_api="blas"):
+        a @ a
+        for _ in range(5):
+            started = time.process_time()
+            a @ a
+            gemm_s = min(gemm_s, time.process_time() - started)
+            started = time.process_time()
+            values.sum()
+            read_s = min(read_s, time.process_time() - started)
+    return 2.0 * 2048**3 / gemm_s / 1e9 * cores, values.nbytes / read_s / 1e9
+
+
+def load_average() -> str:
+    with open("/proc/loadavg") as source:
+        return " ".join(source.read().split()[:3])
+
 #: (n, d, k, iterations): the K-Means rows of the CPU benchmark table.
 SHAPES = ((1_000_000, 32, 64, 20), (200_000, 128, 256, 10), (4_000_000, 8, 8, 20), (60_000, 784, 10, 20))
 
@@ -54,6 +87,8 @@ PEERS = ("scikit-learn", "scikit-learn-intelex", "faiss-cpu")
 class Contender(NamedTuple):
     name: str
     fit: Callable[[], float]  # one full clustering; returns the inertia it reached
+    #: Median seconds of one Lloyd iteration in the last fit (kgpu's ``history_``), fixed costs left out.
+    iteration_seconds: Callable[[], float] | None = None
 
 
 @contextlib.contextmanager
@@ -83,7 +118,10 @@ def kgpu_contender(name: str, X, centers, iterations: int, fast: bool = True) ->
             model.fit(X)
         return float(model.inertia_)
 
-    return Contender(name, fit)
+    def iteration_seconds() -> float:
+        return statistics.median(record.seconds for record in model.history_)
+
+    return Contender(name, fit, iteration_seconds)
 
 
 def sklearnex_contender(X: np.ndarray, centers: np.ndarray, iterations: int) -> Contender | None:
@@ -112,20 +150,21 @@ def run_interleaved(contenders: list[Contender], repeats: int) -> dict[str, tupl
     return {name: (statistics.median(values), inertia[name]) for name, values in times.items()}
 
 
-def roofline_ms(n: int, d: int, k: int, cores: int) -> tuple[float, str]:
+def roofline_ms(n: int, d: int, k: int, cores: int, limits: tuple[float, float]) -> tuple[float, str]:
     """Lower bound of one Lloyd iteration in ms, and which limit sets it."""
-    compute = 2.0 * n * (d + 1) * k / (PEAK_GFLOPS * 1e9) * 1e3
-    memory = n * (d + 1) * 4 / (READ_GBS_PER_CORE * 1e9 * cores) * 1e3
+    peak_gflops, read_gbs_per_core = limits
+    compute = 2.0 * n * (d + 1) * k / (peak_gflops * 1e9) * 1e3
+    memory = n * (d + 1) * 4 / (read_gbs_per_core * 1e9 * cores) * 1e3
     return (compute, "compute") if compute >= memory else (memory, "memory")
 
 
-def kmeans_table(shapes, repeats: int) -> str:
+def kmeans_table(shapes, repeats: int, limits: tuple[float, float]) -> str:
     cores = len(os.sched_getaffinity(0))
     lines = [
         "| data (float32) | k | iters | kgpu (numba) | kgpu (reference, KGPU_FAST=0) | "
         + " | ".join(PEERS)
-        + " | kgpu / best peer | roofline / iter | kgpu / iter | kgpu / roofline |",
-        "|---|---:|---:|---:|---:|" + "---:|" * len(PEERS) + "---:|---:|---:|---:|",
+        + " | kgpu / best peer | roofline / iter | kgpu fit / iters | kgpu Lloyd iteration | iteration / roofline |",
+        "|---|---:|---:|---:|---:|" + "---:|" * len(PEERS) + "---:|---:|---:|---:|---:|",
     ]
     for n, d, k, iterations in shapes:
         X = synthetic_data(n, d)
@@ -136,18 +175,19 @@ def kmeans_table(shapes, repeats: int) -> str:
             sklearn_contender(X, centers, iterations),
         ]
         contenders += [c for c in (sklearnex_contender(X, centers, iterations), faiss_contender(X, centers, iterations)) if c]
-        contenders = [Contender(c.name, c.fit) for c in contenders]
         results = run_interleaved(contenders, repeats)
+        iteration_ms = contenders[0].iteration_seconds() * 1e3
         peers = {name: results[name][0] for name in PEERS if name in results}
         best = min(peers.values())
         kgpu_s = results["kgpu"][0]
-        limit_ms, limit_kind = roofline_ms(n, d, k, cores)
+        limit_ms, limit_kind = roofline_ms(n, d, k, cores, limits)
         per_iter_ms = kgpu_s / iterations * 1e3
         cells = [f"{peers[name]:.3f} s" if name in peers else "absent" for name in PEERS]
         lines.append(
             f"| {n:,} × {d} | {k} | {iterations} | {kgpu_s:.3f} s | {results['kgpu-reference'][0]:.3f} s | "
             + " | ".join(cells)
-            + f" | **{kgpu_s / best:.2f}** | {limit_ms:.1f} ms ({limit_kind}) | {per_iter_ms:.1f} ms | {per_iter_ms / limit_ms:.1f} |"
+            + f" | **{kgpu_s / best:.2f}** | {limit_ms:.1f} ms ({limit_kind}) | {per_iter_ms:.1f} ms | {iteration_ms:.1f} ms"
+            f" | {iteration_ms / limit_ms:.1f} |"
         )
         inertias = ", ".join(f"{name} {value[1]:.7g}" for name, value in results.items())
         print(f"{n}x{d} k={k}: inertia {inertias}", file=sys.stderr)
@@ -218,18 +258,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--no-measure", action="store_true", help="roofline from the default limits")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     command = " ".join(argv if argv is not None else sys.argv[1:])
+    cores = len(os.sched_getaffinity(0))
+    load_before = load_average()
+    limits = (PEAK_GFLOPS, READ_GBS_PER_CORE) if args.no_measure else machine_limits(cores)
+    how = "defaults" if args.no_measure else "measured at the start of this run, per CPU-second"
+    started = datetime.datetime.now(datetime.timezone.utc)
+    table = kmeans_table(args.shapes, args.repeats, limits)
     parts = [
         machine_description(),
-        f"{datetime.date.today().isoformat()}: `python bench/cpu_peers.py {command}`".rstrip(),
+        f"{started:%Y-%m-%d %H:%M} UTC: `python bench/cpu_peers.py {command}`".rstrip(),
+        f"Load average (1, 5, 15 min) before: {load_before}; after the K-Means table: {load_average()}.",
         "",
         f"K-Means, standard normal float32 data, same initial centers, tol=0, median of {args.repeats} "
         "interleaved repeats (after one warm-up each). Roofline: "
-        f"{PEAK_GFLOPS:.0f} GFLOP/s SGEMM, {READ_GBS_PER_CORE:.0f} GB/s read per core (estimates).",
+        f"{limits[0]:.0f} GFLOP/s SGEMM on {cores} cores, {limits[1]:.1f} GB/s read per core ({how}).",
         "",
-        kmeans_table(args.shapes, args.repeats),
+        table,
     ]
     if not args.no_torch:
         parts += ["", "torch CPU tensors against NumPy arrays (same data, same kgpu KMeans):", "",

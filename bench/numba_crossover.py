@@ -28,7 +28,7 @@ from numba import njit, prange
 
 from kgpu._assign import assign_and_accumulate_reference, assignment_block_rows
 from kgpu._bench import machine_description, publish
-from kgpu._distances import homogeneous
+from kgpu._distances import homogeneous, homogeneous_operand
 from kgpu._kernels import cpu_numba
 
 #: (n, d, k), from k * d = 6 to k * d = 32768.
@@ -74,7 +74,7 @@ def fused_step(design, weights, centers, previous, chunk_rows=1024):
     partials = np.empty((n_chunks, n_clusters, n_features + 1))
     changed = np.empty(n_chunks, dtype=np.int64)
     labels = np.empty(n_rows, dtype=np.int64)
-    _fused_step(design, weights, cpu_numba._operand(centers, design.dtype), n_features, chunk_rows, previous, partials, changed, labels)
+    _fused_step(design, weights, homogeneous_operand(centers, xp=xp), n_features, chunk_rows, previous, partials, changed, labels)
     return labels, partials.sum(axis=0), changed.sum()
 
 

@@ -24,8 +24,8 @@ from ._sparse import is_sparse
 from ._backend import backend_name, device_of, move_to, namespace_of, resolve_compute
 from ._blocks import check_working_memory
 from ._scale import IDENTITY, Frame, fit_frame, frame_of_centers, frame_view, is_translation_invariant, metric_power
-from ._stream import StreamedRows, should_stream
-from ._validation import check_data, check_positive_int, check_sample_weight, is_dask_array
+from ._stream import StreamedRows, half_precision_rows, should_stream, widened
+from ._validation import check_data, check_positive_int, check_sample_weight, is_dask_array, is_half_precision
 
 
 class Placement(NamedTuple):
@@ -301,7 +301,9 @@ class CentroidEstimatorMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         With ``streamable=True`` (for code that only reads ``X`` in row blocks)
         a memory-mapped file, or host data whose working copy would not fit
         the compute device, stays on the host and is streamed block by block
-        (:class:`kgpu._stream.StreamedRows`).
+        (:class:`kgpu._stream.StreamedRows`). Half-precision ``X`` is then
+        read in float32 blocks (it stays half precision in memory); without
+        ``streamable`` it is converted to float32 whole.
         """
         # Checked before any work, so that a bad budget is named as such (not
         # met later as an odd allocation size).
@@ -310,6 +312,10 @@ class CentroidEstimatorMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         input_xp = namespace_of(X_valid)
         input_device = device_of(X_valid)
         xp, device = resolve_compute(self.backend, self.device, X_valid)
+        if is_half_precision(X_valid.dtype):
+            if streamable:
+                return Placement(half_precision_rows(X_valid, xp, device), xp, device, input_xp, input_device)
+            X_valid = widened(X_valid)
         if streamable and should_stream(X_valid, xp, device):
             return Placement(StreamedRows(X_valid, xp, device), xp, device, input_xp, input_device)
         return Placement(move_to(X_valid, xp, device), xp, device, input_xp, input_device)

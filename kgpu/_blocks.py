@@ -300,6 +300,17 @@ def _release_cached_device_memory() -> None:
             pass
 
 
+def forget_blas_libraries() -> None:
+    """Look for loaded BLAS libraries again at the next :func:`single_threaded_blas`.
+
+    For code that loads a BLAS of its own after the first look (numba's
+    ``np.dot`` calls SciPy's BLAS, a separate library from NumPy's): a
+    library missed by the controller would run with all its threads.
+    """
+    global _CONTROLLER
+    _CONTROLLER = None
+
+
 def single_threaded_blas():
     """Context holding BLAS to one thread (each pool worker is one core).
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import numpy as np
+import scipy.sparse as sp
 
 from ._assign import assign, assignment_block_rows, itemsize, weighted_sum
 from ._backend import device_of, to_numpy
@@ -39,6 +40,8 @@ from ._init import kmeans_plusplus_indices
 from ._lloyd import lloyd
 from ._segment import segment_weight
 from ._stream import take_rows
+from . import _sparse
+from ._sparse import is_sparse
 
 #: Philox outputs four 64-bit words per counter step.
 _WORDS_PER_COUNTER = 4
@@ -129,8 +132,11 @@ def parallel_candidates(
             ids.append(picked)
             pending = rows.take(picked)
             chosen.append(pending)
-    xp = rows.xp
-    return np.concatenate(ids), chosen[0] if len(chosen) == 1 else xp.concat(chosen, axis=0)
+    if len(chosen) == 1:
+        return np.concatenate(ids), chosen[0]
+    if is_sparse(chosen[0]):  # SciPy sparse candidates (kgpu._sparse_parallel) stay sparse
+        return np.concatenate(ids), sp.vstack(chosen, format="csr")
+    return np.concatenate(ids), rows.xp.concat(chosen, axis=0)
 
 
 def parallel_centers(
@@ -195,7 +201,15 @@ def reduce_candidates(
     Returns
     -------
     centers : array of shape (n_clusters, d)
+        Dense, also for SciPy sparse candidates (then reduced by the sparse
+        k-means++ and Lloyd of :mod:`kgpu._sparse`, the same draws).
     """
+    if is_sparse(candidates):
+        weights = np.asarray(candidate_weight, dtype=np.float64)
+        seeds = _sparse.take_dense_rows(candidates, _sparse.plusplus_indices(candidates, n_clusters, weights, random_state))
+        if max_iter == 0:
+            return seeds
+        return _sparse.lloyd(candidates, weights, seeds, max_iter=max_iter, tol=0.0).centers
     seed_ids = kmeans_plusplus_indices(candidates, n_clusters, candidate_weight, random_state, xp=xp)
     seeds = take_rows(candidates, seed_ids, xp=xp)
     if max_iter == 0:

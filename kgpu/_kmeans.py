@@ -19,11 +19,11 @@ from . import _sparse
 from ._elkan import check_algorithm, hamerly
 from ._sparse import is_sparse
 from ._spherical import spherical_lloyd, unit_centers, unit_rows_blockwise
-from ._stream import StreamedRows
+from ._stream import StreamedRows, half_precision_rows, needs_streaming
 from ._distances import unit_rows
 from ._lloyd import lloyd
 from ._progress import check_progress
-from ._scale import IDENTITY, Frame, fit_frame, weighted_mean as _scale_weighted_mean
+from ._scale import IDENTITY, Frame, fit_frame, frame_view, weighted_mean as _scale_weighted_mean
 from ._validation import (
     check_data,
     check_n_clusters,
@@ -31,6 +31,7 @@ from ._validation import (
     check_positive_int,
     check_sample_weight,
     is_dask_array,
+    is_half_precision,
 )
 
 EUCLIDEAN = check_metric("euclidean")
@@ -269,7 +270,7 @@ array-like of shape (n_clusters, n_features), default="k-means++"
         )
         if cosine:
             # Spherical K-Means clusters the directions: unit rows, neither centered nor scaled.
-            if isinstance(X_fit, StreamedRows):
+            if needs_streaming(X_fit):
                 raise ValueError("metric='cosine' needs X in memory; it does not stream a memory-mapped X yet.")
             frame = IDENTITY
             self._working_frame = IDENTITY.to_host()
@@ -356,8 +357,8 @@ array-like of shape (n_clusters, n_features), default="k-means++"
                 if best is None or result.inertia < best.inertia:
                     best = result
         warn_if_fewer_distinct_clusters(placement.xp.asarray(best.labels), n_clusters, xp=placement.xp)
-        self.cluster_centers_ = best.centers
-        self.labels_ = best.labels
+        self.cluster_centers_ = placement.to_input(best.centers)
+        self.labels_ = placement.to_input(best.labels)
         self.inertia_ = best.inertia
         self.n_iter_ = best.n_iter
         self.history_ = best.history
@@ -375,13 +376,19 @@ array-like of shape (n_clusters, n_features), default="k-means++"
             return _sparse.take_dense_rows(X_csr, forgy_indices(X_csr.shape[0], n_clusters, weights, random_state))
         if self.init == "random-partition":
             return _sparse.random_partition_centers(X_csr, n_clusters, weights, random_state)
-        raise ValueError(f"init={self.init!r} does not take sparse input; use 'k-means++', 'random' or 'random-partition'.")
+        if self.init == "k-means||":
+            from ._sparse_parallel import kmeans_parallel_centers as sparse_parallel_centers
+
+            return sparse_parallel_centers(X_csr, n_clusters, weights, random_state, budget_mib=self.working_memory)
+        raise ValueError(
+            f"init={self.init!r} does not take sparse input; use 'k-means++', 'k-means||', 'random' or 'random-partition'."
+        )
 
     # ------------------------------------------------------------- helpers
     def _place_rows(self, X: Any, *, reset: bool, streamable: bool = True) -> Placement:
         """:meth:`_place` for dense ``X``; SciPy sparse ``X`` stays sparse, as CSR on the host."""
         if is_sparse(X):
-            return _sparse.placement(_sparse.check_sparse(X, estimator=self, reset=reset), self.backend)
+            return _sparse.placement(_sparse.check_sparse(X, estimator=self, reset=reset), self.backend, X)
         return self._place(X, reset=reset, streamable=streamable)
 
     def _printer(self, run: int) -> Callable[[Any], None] | None:
@@ -545,7 +552,11 @@ def kmeans_plusplus(
         n_local_trials = check_positive_int(n_local_trials, "n_local_trials")
     input_xp, input_device = namespace_of(X_valid), device_of(X_valid)
     xp, compute_device = resolve_compute(backend, device, X_valid)
-    X_fit = move_to(X_valid, xp, compute_device)
+    if is_half_precision(X_valid.dtype):
+        # Read in float32 blocks; X stays half precision in memory.
+        X_fit = half_precision_rows(X_valid, xp, compute_device)
+    else:
+        X_fit = move_to(X_valid, xp, compute_device)
     weights = check_sample_weight(sample_weight, X_fit, xp, compute_device)
     norms = None
     if x_squared_norms is not None:
@@ -559,8 +570,9 @@ def kmeans_plusplus(
     # and at extreme magnitudes. ||x||^2 given by the caller are of the raw
     # rows, so they are checked but the frame's own are used.
     frame = fit_frame(X_fit, weights, xp=xp)
+    X_work = frame_view(X_fit, frame, xp=xp, device=compute_device) if isinstance(X_fit, StreamedRows) else frame.apply(X_fit)
     indices = kmeans_plusplus_indices(
-        frame.apply(X_fit), n_clusters, weights, check_random_state(random_state), xp=xp,
+        X_work, n_clusters, weights, check_random_state(random_state), xp=xp,
         x_sq_norms=norms if frame.is_identity else None, n_local_trials=n_local_trials,
     )
     centers = take_rows(X_fit, indices, xp=xp)
@@ -614,7 +626,7 @@ def k_means(
 def _sparse_kmeans_plusplus(X, n_clusters, sample_weight, x_squared_norms, random_state, n_local_trials, backend):
     """:func:`kmeans_plusplus` of SciPy sparse rows: dense centers, host indices."""
     X_csr = _sparse.check_sparse(X)
-    placement = _sparse.placement(X_csr, backend)
+    placement = _sparse.placement(X_csr, backend, X)
     n_clusters = check_n_clusters(n_clusters, X_csr.shape[0])
     if n_local_trials is not None:
         n_local_trials = check_positive_int(n_local_trials, "n_local_trials")
@@ -630,7 +642,7 @@ def _sparse_kmeans_plusplus(X, n_clusters, sample_weight, x_squared_norms, rando
     indices = _sparse.plusplus_indices(
         X_csr, n_clusters, weights, check_random_state(random_state), x_sq_norms=norms, n_local_trials=n_local_trials
     )
-    return _sparse.take_dense_rows(X_csr, indices), indices
+    return placement.to_input(_sparse.take_dense_rows(X_csr, indices)), placement.to_input(indices)
 
 
 def _as_array(values: Any) -> Any:

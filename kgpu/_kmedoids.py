@@ -12,7 +12,8 @@ Two methods, both minimising ``sum(w_i * d(x_i, m[label_i]))``:
   (:func:`fasterpam`). Candidates are evaluated in batches, each batch with a
   few array operations; the first improving candidate in the processing order
   is swapped in, exactly as the sequential algorithm would, and scanning goes
-  on after it. The matrix must fit the memory budget
+  on after it. On NumPy the whole loop, and the matrix, are compiled kernels
+  (:mod:`kgpu._kernels.cpu_numba_medoids`) with the same result. The matrix must fit the memory budget
   (:func:`check_pam_memory`); otherwise the fit is refused with a message that
   says what to do instead.
 
@@ -214,6 +215,17 @@ def alternate(
 
 
 def distance_matrix(X: Any, metric: Metric, *, xp: Any, budget_mib: float | None = None) -> Any:
+    """The ``(n, n)`` matrix of distances between the rows of ``X`` (operation ``"distance_matrix"``).
+
+    Runs the implementation the kernel table picks for ``xp``
+    (:mod:`kgpu._kernels.dispatch`); :func:`distance_matrix_reference` is the
+    array-API reference, documented there.
+    """
+    return call("distance_matrix", X, metric, xp=xp, budget_mib=budget_mib)
+
+
+@register("distance_matrix", ANY_BACKEND, name="array-api")
+def distance_matrix_reference(X: Any, metric: Metric, *, xp: Any, budget_mib: float | None = None) -> Any:
     """The ``(n, n)`` matrix of distances between the rows of ``X``, zero on the diagonal.
 
     Filled in row blocks sized to ``budget_mib`` (the matrix itself is not
@@ -360,6 +372,26 @@ def _swap_changes(matrix: Any, start: int, stop: int, cache: _Nearest, weights64
 
 
 def fasterpam(
+    matrix: Any,
+    sample_weight: Any,
+    medoids_init: np.ndarray,
+    *,
+    max_iter: int,
+    xp: Any,
+    budget_mib: float | None = None,
+) -> MedoidResult:
+    """FasterPAM's swaps from ``medoids_init`` (operation ``"fasterpam"``).
+
+    Runs the implementation the kernel table picks for ``xp``
+    (:mod:`kgpu._kernels.dispatch`): on NumPy, the whole loop compiled in one
+    call; :func:`fasterpam_reference` is the array-API reference, documented
+    there, with the same result.
+    """
+    return call("fasterpam", matrix, sample_weight, medoids_init, xp=xp, max_iter=max_iter, budget_mib=budget_mib)
+
+
+@register("fasterpam", ANY_BACKEND, name="array-api")
+def fasterpam_reference(
     matrix: Any,
     sample_weight: Any,
     medoids_init: np.ndarray,

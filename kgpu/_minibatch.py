@@ -44,7 +44,7 @@ from ._segment import segment_sum, segment_weight
 from ._sparse import is_sparse
 from ._spherical import cosine_inertia, unit_centers, unit_rows_blockwise
 from ._distances import unit_rows
-from ._stream import StreamedRows
+from ._stream import StreamedRows, needs_streaming
 from ._validation import check_n_clusters, check_non_negative_float, check_positive_int, is_dask_array
 
 #: Seeding methods accepted by ``init`` as a string (k-means++ or Forgy).
@@ -811,7 +811,7 @@ class MiniBatchKMeans(KMeans):
         """A unit-row copy of ``X`` for ``metric="cosine"`` (sparse rows stay sparse)."""
         if is_sparse(X):
             return _sparse.unit_rows(X)
-        if isinstance(X, StreamedRows):
+        if needs_streaming(X):
             raise ValueError("metric='cosine' needs X in memory; it does not stream a memory-mapped X yet.")
         return unit_rows_blockwise(X, xp=xp, rows_per_block=self._block_rows(X.shape[0], X.shape[1], X, xp))
 

@@ -29,22 +29,66 @@ import scipy.sparse as sp
 from ._blocks import block_rows, map_blocks, row_blocks
 from ._empty import empty_cluster_ids, relocation_plan
 from ._lloyd import IterationRecord, LloydResult, finish_iteration
+from ._validation import is_torch_sparse
 
 #: Memory budget of one block of sparse rows' dense temporaries, MiB.
 DEFAULT_BUDGET_MIB = 16
 
 
 def is_sparse(X: Any) -> bool:
-    """Whether ``X`` is a SciPy sparse matrix or array."""
-    return sp.issparse(X)
+    """Whether ``X`` is a SciPy sparse matrix or array, or a PyTorch sparse tensor."""
+    return sp.issparse(X) or is_torch_sparse(X)
+
+
+def scipy_view(X: Any) -> Any:
+    """A PyTorch sparse CSR tensor on the CPU as a SciPy CSR matrix sharing its buffers.
+
+    The tensor's ``crow_indices``, ``col_indices`` and ``values`` become the
+    matrix's ``indptr``, ``indices`` and ``data`` without a copy (int64
+    indices are kept: SciPy's constructor would narrow them to int32, a
+    copy). Other layouts (COO, CSC, BSR) are converted to CSR first, an
+    ``O(nnz)`` copy, as SciPy's other formats are; so are column indices
+    that are not sorted within rows, which SciPy would otherwise sort in the
+    caller's buffers. SciPy input is returned as it is.
+
+    Raises
+    ------
+    TypeError
+        For a sparse tensor on a GPU (not supported yet), or half-precision values.
+    ValueError
+        For a tensor that is not 2-D.
+    """
+    if not is_torch_sparse(X):
+        return X
+    import torch
+
+    if X.device.type != "cpu":
+        raise TypeError(
+            f"Sparse tensors on {X.device} are not supported yet: sparse input is clustered on the "
+            "CPU. Move it with X.cpu(), or densify it with X.to_dense() to cluster it on the GPU."
+        )
+    if X.dim() != 2 or X.dense_dim() != 0:
+        raise ValueError(f"Expected a 2-D sparse tensor (n_samples, n_features), got shape {tuple(X.shape)}.")
+    if X.layout != torch.sparse_csr:
+        X = X.to_sparse_csr()
+    values = X.values().detach()
+    if values.dtype in (torch.float16, torch.bfloat16):
+        raise TypeError(f"Sparse {values.dtype} values are not supported: convert them with X.to(torch.float32).")
+    view = sp.csr_matrix(tuple(X.shape), dtype=values.numpy().dtype)
+    view.data, view.indices, view.indptr = values.numpy(), X.col_indices().numpy(), X.crow_indices().numpy()
+    if not view.has_sorted_indices:
+        view = view.copy()
+        view.sort_indices()
+    return view
 
 
 def check_sparse(X: Any, *, estimator: Any = None, reset: bool = True) -> sp.csr_matrix:
     """Validate sparse ``X``; CSR of float32 or float64 (integers become float64).
 
     CSC and other formats are converted (a copy of ``O(nnz)``); a float CSR
-    input is used as it is and never written to. ``estimator`` records or
-    checks ``n_features_in_`` as for dense input.
+    input (or a PyTorch CSR tensor on the CPU, see :func:`scipy_view`) is used
+    as it is and never written to. ``estimator`` records or checks
+    ``n_features_in_`` as for dense input.
 
     Raises
     ------
@@ -53,13 +97,17 @@ def check_sparse(X: Any, *, estimator: Any = None, reset: bool = True) -> sp.csr
     """
     from sklearn.utils.validation import check_array, validate_data
 
+    X = scipy_view(X)
     kwargs = dict(accept_sparse="csr", dtype=[np.float64, np.float32], ensure_all_finite=True)
     X = check_array(X, **kwargs) if estimator is None else validate_data(estimator, X, reset=reset, **kwargs)
     return sp.csr_matrix(X) if not isinstance(X, sp.csr_matrix) else X
 
 
-def placement(X: sp.csr_matrix, backend: Any) -> Any:
+def placement(X: sp.csr_matrix, backend: Any, source: Any = None) -> Any:
     """Where sparse input is computed: NumPy on the host (SciPy's sparse formats).
+
+    ``source`` is the caller's input: results go back to PyTorch (on the CPU)
+    for a PyTorch sparse tensor, to NumPy otherwise.
 
     Raises
     ------
@@ -76,6 +124,8 @@ def placement(X: sp.csr_matrix, backend: Any) -> Any:
         )
     host = np.empty(0, dtype=X.dtype)
     xp, device = namespace_of(host), device_of(host)
+    if is_torch_sparse(source):
+        return Placement(X, xp, device, namespace_of(source), source.device)
     return Placement(X, xp, device, xp, device)
 
 
@@ -384,8 +434,10 @@ def predict(estimator: Any, X: Any) -> np.ndarray:
     centers = fitted_centers(estimator)
     X_csr = check_sparse(X, estimator=estimator, reset=False)
     if _cosine(estimator):
-        return np.argmax(np.asarray(unit_rows(X_csr) @ centers.T), axis=1)
-    return assign(X_csr, centers, budget_mib=estimator.working_memory)[0]
+        labels = np.argmax(np.asarray(unit_rows(X_csr) @ centers.T), axis=1)
+    else:
+        labels = assign(X_csr, centers, budget_mib=estimator.working_memory)[0]
+    return placement(X_csr, None, X).to_input(labels)
 
 
 def transform(estimator: Any, X: Any) -> np.ndarray:
@@ -393,8 +445,10 @@ def transform(estimator: Any, X: Any) -> np.ndarray:
     centers = fitted_centers(estimator)
     X_csr = check_sparse(X, estimator=estimator, reset=False)
     if _cosine(estimator):
-        return np.clip(1 - np.asarray(unit_rows(X_csr) @ centers.T), 0, 2).astype(X_csr.dtype)
-    return distance_matrix(X_csr, centers, budget_mib=estimator.working_memory).astype(X_csr.dtype)
+        distances = np.clip(1 - np.asarray(unit_rows(X_csr) @ centers.T), 0, 2)
+    else:
+        distances = distance_matrix(X_csr, centers, budget_mib=estimator.working_memory)
+    return placement(X_csr, None, X).to_input(distances.astype(X_csr.dtype))
 
 
 def score(estimator: Any, X: Any, sample_weight: Any) -> float:

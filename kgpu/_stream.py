@@ -8,6 +8,11 @@ transform (centering, homogeneous coordinates) on the way. Every kernel that
 walks row blocks (assignment, Lloyd's fused step, inertia, k-means++) therefore
 runs unchanged on streamed data, and the device only ever holds one block (per
 worker) plus the centers.
+
+Half-precision data (float16, bfloat16) is read the same way, wherever it
+lives: it stays half precision in memory and each block is converted to
+float32 as it is read (:func:`half_precision_rows`), so the kernels compute in
+float32 without a float32 copy of all of ``X``.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from ._backend import backend_name, move_to
+from ._backend import backend_name, move_to, namespace_of
+from ._validation import is_half_precision
 
 #: Fraction of the free memory the working copy may take before fits stream instead.
 RESIDENT_FRACTION = 0.5
@@ -30,7 +36,9 @@ class StreamedRows:
     host : array of shape (n, d)
         A NumPy array or memmap on the host, or an array already on the
         compute device (then only the transform is applied per block). Never
-        written to.
+        written to. Half precision (float16, bfloat16) is read as float32,
+        one block at a time; a half-precision source may also live in
+        another library than ``xp`` (a PyTorch bfloat16 tensor read by NumPy).
     xp : namespace
         Compute namespace.
     device : object
@@ -67,7 +75,11 @@ class StreamedRows:
         self.homogeneous = homogeneous
         n_rows, n_features = host.shape
         self.shape = (n_rows, n_features + 1 if homogeneous else n_features)
-        if isinstance(host, np.ndarray):
+        #: Whether every block is converted from half precision to float32.
+        self.widens = is_half_precision(host.dtype)
+        if self.widens:
+            self.dtype = xp.float32
+        elif isinstance(host, np.ndarray):
             self.dtype = xp.float32 if host.dtype == np.float32 else xp.float64
         else:
             self.dtype = host.dtype
@@ -100,27 +112,76 @@ class StreamedRows:
         indices = np.asarray(indices, dtype=np.int64)
         if isinstance(self.host, np.ndarray):
             return self._to_device(self.host[indices])
-        return self._to_device(_take_device_rows(self.host, indices, self.xp))
+        return self._to_device(_take_device_rows(self.host, indices, namespace_of(self.host)))
 
     def _to_device(self, host_rows: Any) -> Any:
         xp = self.xp
-        if isinstance(host_rows, np.ndarray) and self.homogeneous and backend_name(xp) == "numpy":
-            # Host rows computed on the host: read straight into the block's
-            # working rows, transformed in place (one block, not three).
-            from ._distances import homogeneous
-
-            origin = None if self.frame.origin is None else np.asarray(self.frame.origin)
-            return homogeneous(host_rows, xp=xp, offset=origin, scale_exponent=-self.frame.exponent, rows_per_block=host_rows.shape[0])
+        if self.widens and backend_name(namespace_of(host_rows)) != backend_name(xp):
+            # Converted where the rows live (NumPy has no bfloat16 to receive them).
+            source_xp = namespace_of(host_rows)
+            host_rows = source_xp.astype(host_rows, source_xp.float32)
         if isinstance(host_rows, np.ndarray):
             block = move_to(np.ascontiguousarray(host_rows), xp, self.device)
         else:
-            block = host_rows
-        if not self.frame.is_identity:
-            block = self.frame.apply(block)
+            block = move_to(host_rows, xp, self.device)
+        if not (self.homogeneous or block.dtype != self.dtype):
+            return block if self.frame.is_identity else self.frame.apply(block)
+        # One new array per block, written in place: the conversion to float32,
+        # the frame and the column of ones cost one allocation, not four.
+        from ._scale import scale_by_power_of_two
+
+        n_rows, n_features = block.shape
+        out = xp.empty((n_rows, self.shape[1]), dtype=self.dtype, device=self.device)
+        out[:, :n_features] = block
+        if self.frame.origin is not None:
+            out[:, :n_features] -= self.frame.origin
+        if self.frame.exponent:
+            out[:, :n_features] = scale_by_power_of_two(out[:, :n_features], -self.frame.exponent)
         if self.homogeneous:
-            ones = xp.ones((block.shape[0], 1), dtype=block.dtype, device=self.device)
-            block = xp.concat([block, ones], axis=1)
-        return block
+            out[:, n_features] = 1
+        return out
+
+
+def half_precision_rows(X: Any, xp: Any, device: Any) -> StreamedRows:
+    """Half-precision ``X`` read in float32 row blocks by namespace ``xp`` on ``device``.
+
+    ``X`` is moved to the compute device whole, still in half precision, when
+    the compute library has its dtype (PyTorch, CuPy, NumPy for float16), so
+    every pass converts on the device; otherwise (array-api-strict, or
+    bfloat16 computed by NumPy) it stays where it is and each block is
+    converted there and moved.
+
+    Parameters
+    ----------
+    X : array of shape (n, d), float16 or bfloat16
+    xp : namespace
+    device : device
+
+    Returns
+    -------
+    StreamedRows
+        Float32 blocks; memory is that of ``X`` plus one block per worker.
+    """
+    dtype_name = str(X.dtype).rsplit(".", 1)[-1]
+    if getattr(xp, dtype_name, None) is not None:
+        X = move_to(X, xp, device)
+    return StreamedRows(X, xp, device)
+
+
+def needs_streaming(X: Any) -> bool:
+    """Whether ``X`` is streamed because it cannot be held whole (a memmap, or too large).
+
+    Half-precision data in memory is read through :class:`StreamedRows` too,
+    but only to convert it block by block: code that needs a full copy of
+    the rows anyway (the unit rows of spherical K-Means) may make one.
+    """
+    return isinstance(X, StreamedRows) and (not X.widens or is_memmap(X.host))
+
+
+def widened(X: Any) -> Any:
+    """A float32 copy of half-precision ``X`` in its own namespace (for kernels that need all of it)."""
+    source_xp = namespace_of(X)
+    return source_xp.astype(X, source_xp.float32)
 
 
 def working_copy(X: Any, *, xp: Any, offset: Any = None, frame: Any = None) -> Any:
@@ -245,7 +306,7 @@ def should_stream(X_host: Any, xp: Any, device: Any) -> bool:
     """
     if not isinstance(X_host, np.ndarray):
         return False
-    if is_memmap(X_host):
+    if is_memmap(X_host) or is_half_precision(X_host.dtype):
         return True
     free = free_memory_bytes(xp, device)
     if free is None:

@@ -49,9 +49,12 @@ def check_data(
 
     Returns
     -------
-    X : array of shape (n_samples, n_features), float32 or float64
-        float32 and float64 inputs keep their dtype; other real numeric dtypes
-        become float64. Never a modified view of the caller's data.
+    X : array of shape (n_samples, n_features), float16, bfloat16, float32 or float64
+        Floating inputs keep their dtype, half precision included (NumPy
+        float16, PyTorch float16 / bfloat16, CuPy float16: the callers
+        compute on them in float32 block by block, see
+        :func:`is_half_precision`); other real numeric dtypes become float64.
+        Never a modified view of the caller's data.
 
     Raises
     ------
@@ -68,23 +71,68 @@ def check_data(
             f"{who} does not take Dask arrays: KMeans and MiniBatchKMeans run on them "
             "chunk by chunk. Compute the array first (X.compute()) if it fits in memory."
         )
+    if is_torch_sparse(X):
+        who = type(estimator).__name__ if estimator is not None else "This function"
+        raise TypeError(
+            f"{who} does not take sparse input: KMeans, MiniBatchKMeans, BisectingKMeans, "
+            "kmeans_plusplus and the silhouette do. Densify it with X.to_dense() if it fits in memory."
+        )
     if _is_foreign_array(X):
         return _check_foreign(X, estimator=estimator, reset=reset, min_samples=min_samples)
     if hasattr(X, "toarray") or hasattr(X, "tocsr"):
         raise TypeError(
-            "Sparse input is not supported: kgpu computes on dense arrays. "
-            "Convert it with X.toarray() if it fits in memory."
+            f"Sparse input is not supported here ({type(X).__module__}.{type(X).__name__}): KMeans, "
+            "MiniBatchKMeans, BisectingKMeans, kmeans_plusplus and the silhouette take SciPy sparse "
+            "matrices and PyTorch sparse tensors on the CPU; GPU sparse input (cupyx.scipy.sparse) is "
+            "not supported yet. Convert it with X.toarray() if it fits in memory."
         )
     _reject_non_numeric(X)
+    half = isinstance(X, np.ndarray) and X.dtype == np.float16
     kwargs = dict(
-        dtype=[np.float64, np.float32],
+        # float16 stays float16 (no widened copy of X); its finiteness is
+        # checked below, block by block, for the same reason.
+        dtype=None if half else [np.float64, np.float32],
         ensure_min_samples=min_samples,
-        ensure_all_finite=True,
+        ensure_all_finite=not half,
         accept_sparse=False,
     )
     if estimator is None:
-        return check_array(X, **kwargs)
-    return validate_data(estimator, X, reset=reset, **kwargs)
+        X_valid = check_array(X, **kwargs)
+    else:
+        X_valid = validate_data(estimator, X, reset=reset, **kwargs)
+    if half:
+        _check_finite_blocks(X_valid, namespace_of(X_valid))
+    return X_valid
+
+
+#: Names of the half-precision dtypes kgpu takes as input (computed in float32).
+HALF_PRECISION = ("float16", "bfloat16")
+
+#: Elements checked at a time by :func:`_check_finite_blocks`.
+_FINITE_CHECK_ELEMENTS = 1 << 20
+
+
+def is_half_precision(dtype: Any) -> bool:
+    """True for float16 or bfloat16, of any library (NumPy, PyTorch, CuPy).
+
+    Half-precision data stays half precision in memory; every kernel reads
+    it in float32 row blocks (:class:`kgpu._stream.StreamedRows`) or works
+    on a float32 conversion, never computes in half precision.
+    """
+    return str(dtype).rsplit(".", 1)[-1] in HALF_PRECISION
+
+
+def _check_finite_blocks(X: Any, xp: Any) -> None:
+    """NaN / infinity check of ``X`` a few rows at a time (no ``n x d`` mask)."""
+    n_rows, n_features = X.shape
+    rows = max(1, _FINITE_CHECK_ELEMENTS // max(1, n_features))
+    for start in range(0, n_rows, rows):
+        block = X[start:start + rows, :]
+        if not bool(xp.all(xp.isfinite(block))):
+            problem = "NaN" if bool(xp.any(xp.isnan(block))) else "infinity"
+            raise ValueError(
+                f"Input X contains {problem}: remove or impute non-finite values first."
+            )
 
 
 def _reject_non_numeric(X: Any) -> None:
@@ -95,6 +143,12 @@ def _reject_non_numeric(X: Any) -> None:
         raise TypeError(
             f"X has a non-numeric dtype ({dtype}); kgpu clusters real numbers only."
         )
+
+
+def is_torch_sparse(X: Any) -> bool:
+    """True for a PyTorch sparse tensor of any layout (checked without importing PyTorch)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(X, torch.Tensor) and X.layout != torch.strided
 
 
 def is_dask_array(X: Any) -> bool:
@@ -184,9 +238,12 @@ def _check_foreign(X: Any, *, estimator: Any, reset: bool, min_samples: int) -> 
     if not xp.isdtype(X.dtype, "real floating"):
         # Integers and booleans become float64, as scikit-learn converts them.
         X = xp.astype(X, xp.float64)
-    elif X.dtype not in (xp.float32, xp.float64):
+    elif X.dtype not in (xp.float32, xp.float64) and not is_half_precision(X.dtype):
         X = xp.astype(X, xp.float32)
-    if not bool(xp.all(xp.isfinite(X))):
+    if is_half_precision(X.dtype):
+        # Kept half precision; checked in blocks so no n x d mask is made either.
+        _check_finite_blocks(X, xp)
+    elif not bool(xp.all(xp.isfinite(X))):
         problem = "NaN" if bool(xp.any(xp.isnan(X))) else "infinity"
         raise ValueError(
             f"Input X contains {problem}: remove or impute non-finite values first."

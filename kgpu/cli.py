@@ -720,11 +720,15 @@ class _CentersLabeller(_Labeller):
 
         from ._assign import assign
         from ._backend import move_to, to_numpy
-        from ._validation import check_data
+        from ._stream import widened
+        from ._validation import check_data, is_half_precision
 
         from ._scale import frame_of_centers, is_translation_invariant, metric_power
 
         chunk = check_data(chunk)
+        if is_half_precision(chunk.dtype):
+            # A chunk is one block already: computed in float32, like every half-precision input.
+            chunk = widened(chunk)
         if chunk.dtype not in self._centers_by_dtype:
             centers = move_to(self.centers.astype(chunk.dtype), self.xp, self.device)
             # Distances in the centers' working frame (kgpu._scale): float32 far from zero keeps its digits.

@@ -41,7 +41,10 @@ from ._distances import (
 from ._scale import fit_frame, frame_view, is_translation_invariant
 from ._segment import segment_sum, segment_weight
 from ._kernels.dispatch import ANY_BACKEND, call, register
-from ._validation import check_data, check_sample_weight
+from . import _sparse, _sparse_metrics
+from ._sparse import is_sparse
+from ._stream import StreamedRows, half_precision_rows, widened
+from ._validation import check_data, check_sample_weight, is_half_precision
 
 #: Metrics the silhouette accepts.
 SILHOUETTE_METRICS = ("euclidean", "sqeuclidean", "manhattan", "cosine")
@@ -221,7 +224,7 @@ def cluster_stats(X: Any, codes: Any, n_labels: int, *, xp: Any, budget_mib: flo
     counts = to_numpy(_add_all([part[1] for part in parts]))
     # Every code is present (see compact_codes), so no count is zero.
     means = sums / counts[:, None]
-    means_on_device = xp.asarray(means.astype(_numpy_dtype(X, xp)), device=device_of(X))
+    means_on_device = xp.asarray(means.astype(_numpy_dtype(X, xp)), device=X.device if isinstance(X, StreamedRows) else device_of(X))
 
     def block_dispersion(start: int, stop: int) -> tuple[Any, Any]:
         codes_block = codes[start:stop]
@@ -378,6 +381,8 @@ def _in_working_frame(X: Any, metric: Metric, *, xp: Any, budget_mib: Any = None
     digits float32 would lose far from zero and keeps squares finite.
     """
     frame = fit_frame(X, xp=xp, center=is_translation_invariant(metric), budget_mib=_check_working_memory(budget_mib))
+    if isinstance(X, StreamedRows):
+        return frame_view(X, frame, xp=xp, device=X.device)
     return frame.apply(X)
 
 
@@ -386,10 +391,21 @@ def _numpy_dtype(X: Any, xp: Any) -> type:
 
 
 # ----------------------------------------------------------------- public API
-def _place(X: Any, backend: str | None, device: Any, *, min_samples: int = 1) -> Placement:
-    """Validate ``X`` and move it to the compute namespace (as the estimators do)."""
+def _place(X: Any, backend: str | None, device: Any, *, min_samples: int = 1, streamable: bool = False) -> Placement:
+    """Validate ``X`` and move it to the compute namespace (as the estimators do).
+
+    Half-precision ``X`` is read in float32 row blocks when ``streamable``
+    (scores that only walk row blocks), else converted to float32 whole.
+    """
     X_valid = check_data(X, min_samples=min_samples)
     xp, compute_device = resolve_compute(backend, device, X_valid)
+    if is_half_precision(X_valid.dtype):
+        if streamable:
+            return Placement(
+                half_precision_rows(X_valid, xp, compute_device), xp, compute_device,
+                namespace_of(X_valid), device_of(X_valid),
+            )
+        X_valid = widened(X_valid)
     return Placement(
         move_to(X_valid, xp, compute_device), xp, compute_device, namespace_of(X_valid), device_of(X_valid)
     )
@@ -473,7 +489,9 @@ def inertia(
     >>> inertia(X, [0, 0, 1], np.array([[1.0, 0.0], [10.0, 0.0]]))
     2.0
     """
-    placed = _place(X, backend, device)
+    if is_sparse(X):
+        return _sparse_inertia(X, labels, centers, sample_weight, backend)
+    placed = _place(X, backend, device, streamable=True)
     xp, X_c = placed.xp, placed.X
     n_samples, n_features = X_c.shape
     centers_valid = check_data(centers)
@@ -563,6 +581,8 @@ def silhouette_samples(
         as samples, NaN or infinity in ``X``, an unknown metric.
     """
     metric_checked = _check_silhouette_metric(metric)
+    if is_sparse(X):
+        return _sparse_silhouette(X, labels, metric_checked, None, None, backend, working_memory)
     placed = _place(X, backend, device)
     xp, X_c = placed.xp, placed.X
     encoded = encode_labels(labels, X_c.shape[0], xp=xp, device=placed.device)
@@ -618,6 +638,8 @@ def silhouette_score(
     """
     metric_checked = _check_silhouette_metric(metric)
     sample_size = check_sample_size(sample_size)
+    if is_sparse(X):
+        return float(np.mean(to_numpy(_sparse_silhouette(X, labels, metric_checked, sample_size, random_state, backend, working_memory))))
     placed = _place(X, backend, device)
     xp, X_c = placed.xp, placed.X
     encoded = encode_labels(labels, X_c.shape[0], xp=xp, device=placed.device)
@@ -633,11 +655,42 @@ def silhouette_score(
     return float(xp.mean(values))
 
 
+def _sparse_silhouette(
+    X: Any, labels: Any, metric: Metric, sample_size: int | None, random_state: Any, backend: Any, working_memory: Any
+) -> np.ndarray:
+    """Silhouettes of SciPy sparse rows (of a sample of them): host NumPy, in ``X``'s dtype."""
+    X_csr = _sparse.check_sparse(X)
+    host = _sparse.placement(X_csr, backend, X)
+    encoded = encode_labels(labels, X_csr.shape[0], xp=host.xp, device=host.device)
+    if sample_size is not None:
+        rows = sample_indices(X_csr.shape[0], sample_size, random_state)
+        X_csr = X_csr[rows]
+        encoded = compact_codes(encoded.codes[rows], encoded.n_labels, xp=host.xp)
+    check_number_of_labels(encoded.n_labels, X_csr.shape[0])
+    values = _sparse_metrics.silhouette(
+        X_csr, np.asarray(encoded.codes), encoded.n_labels, metric.name, budget_mib=_check_working_memory(working_memory)
+    )
+    return host.to_input(values.astype(X_csr.dtype))
+
+
+def _sparse_inertia(X: Any, labels: Any, centers: Any, sample_weight: Any, backend: Any) -> float:
+    """:func:`inertia` of SciPy sparse rows (host, float64 arithmetic)."""
+    X_csr = _sparse.check_sparse(X)
+    host = _sparse.placement(X_csr, backend)
+    n_samples, n_features = X_csr.shape
+    centers_valid = np.asarray(to_numpy(check_data(centers)), dtype=np.float64)
+    if centers_valid.shape[1] != n_features:
+        raise ValueError(f"centers has {centers_valid.shape[1]} features but X has {n_features}.")
+    indices = to_numpy(_center_indices(labels, n_samples, centers_valid.shape[0], xp=host.xp, device=host.device))
+    weights = to_numpy(check_sample_weight(sample_weight, X_csr, host.xp))
+    return _sparse.inertia(X_csr, weights, centers_valid, indices)
+
+
 def _labelled_cluster_stats(
     X: Any, labels: Any, backend: str | None, device: Any, working_memory: float | None
 ) -> ClusterStats:
     """:func:`cluster_stats` of user input: placed, labels encoded and checked."""
-    placed = _place(X, backend, device)
+    placed = _place(X, backend, device, streamable=True)
     xp, X_c = placed.xp, placed.X
     encoded = encode_labels(labels, X_c.shape[0], xp=xp, device=placed.device)
     check_number_of_labels(encoded.n_labels, X_c.shape[0])
@@ -671,6 +724,8 @@ def calinski_harabasz_score(
     -------
     score : float
     """
+    if is_sparse(X):
+        raise _sparse_metrics.refuse("calinski_harabasz_score")
     stats = _labelled_cluster_stats(X, labels, backend, device, working_memory)
     return calinski_harabasz_from_stats(stats, int(stats.counts.sum()))
 
@@ -700,6 +755,8 @@ def davies_bouldin_score(
     -------
     score : float
     """
+    if is_sparse(X):
+        raise _sparse_metrics.refuse("davies_bouldin_score")
     return davies_bouldin_from_stats(_labelled_cluster_stats(X, labels, backend, device, working_memory))
 
 

@@ -48,7 +48,7 @@ def test_kmeans_matches_sklearn_from_same_centers(dtype, container, weighted):
     assert isinstance(ours.cluster_centers_, np.ndarray)
 
 
-@pytest.mark.parametrize("init", ["k-means++", "random", "random-partition"])
+@pytest.mark.parametrize("init", ["k-means++", "k-means||", "random", "random-partition"])
 def test_sparse_and_dense_give_the_same_clustering(init):
     X = _sparse_data()
     weights = _weights(X.shape[0])
@@ -57,6 +57,32 @@ def test_sparse_and_dense_give_the_same_clustering(init):
     np.testing.assert_array_equal(sparse_fit.labels_, dense_fit.labels_)
     np.testing.assert_allclose(sparse_fit.cluster_centers_, dense_fit.cluster_centers_, rtol=1e-10, atol=1e-12)
     assert sparse_fit.n_iter_ == dense_fit.n_iter_
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_kmeans_parallel_on_sparse_rows_picks_the_dense_candidates(dtype):
+    """The same seed draws the same k-means|| candidates from sparse rows as from the dense matrix."""
+    import array_api_compat.numpy as xp_numpy
+
+    from kgpu._init_parallel import BlockRows, parallel_candidates
+    from kgpu._sparse_parallel import SparseRows, kmeans_parallel_centers
+
+    X = _sparse_data(dtype=dtype)
+    weights = _weights(X.shape[0])
+    sparse_ids, candidates = parallel_candidates(SparseRows(X, weights), 6, np.random.RandomState(3))
+    dense_ids, _ = parallel_candidates(BlockRows(X.toarray(), weights, xp=xp_numpy), 6, np.random.RandomState(3))
+    np.testing.assert_array_equal(sparse_ids, dense_ids)
+    assert candidates.format == "csr" and candidates.shape[0] == sparse_ids.shape[0] > 6
+    centers = kmeans_parallel_centers(X, 6, weights, np.random.RandomState(3))
+    assert isinstance(centers, np.ndarray) and centers.shape == (6, X.shape[1]) and centers.dtype == dtype
+
+
+def test_kmeans_parallel_on_sparse_rows_with_fewer_distinct_rows_than_clusters():
+    row = sp.csr_matrix(np.array([[0.0, 1.0, 0.0, 2.0]]))
+    X = sp.vstack([row] * 6 + [row * 3] * 6, format="csr")
+    with pytest.warns(Warning, match="distinct clusters"):
+        fit = KMeans(n_clusters=3, init="k-means||", random_state=0).fit(X)
+    assert np.all(np.isfinite(fit.cluster_centers_))
 
 
 def test_elkan_on_sparse_runs_the_same_iterations():
@@ -134,14 +160,22 @@ def _wide_sparse(n_samples, n_features, nnz_per_row, seed=0):
     return X
 
 
-@pytest.mark.parametrize("Estimator", [KMeans, MiniBatchKMeans, BisectingKMeans])
-def test_sparse_fit_never_densifies(Estimator):
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda: KMeans(n_clusters=3, random_state=0, max_iter=5), id="KMeans"),
+        pytest.param(lambda: KMeans(n_clusters=3, init="k-means||", random_state=0, max_iter=5), id="KMeans-k-means||"),
+        pytest.param(lambda: MiniBatchKMeans(n_clusters=3, random_state=0, max_iter=5), id="MiniBatchKMeans"),
+        pytest.param(lambda: BisectingKMeans(n_clusters=3, random_state=0, max_iter=5), id="BisectingKMeans"),
+    ],
+)
+def test_sparse_fit_never_densifies(make):
     # Dense, this X would take 4 GB; the fit must stay within O(nnz + n + k*d).
     n_samples, n_features = 5000, 100_000
     X = _wide_sparse(n_samples, n_features, 20)
     tracemalloc.start()
     try:
-        Estimator(n_clusters=3, random_state=0, max_iter=5).fit(X)
+        make().fit(X)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -177,8 +211,6 @@ def test_sparse_bad_input():
         KMeans(n_clusters=3).fit(with_nan)
     with pytest.raises(ValueError, match="Sparse input is clustered on the CPU"):
         KMeans(n_clusters=3, backend="torch").fit(X)
-    with pytest.raises(ValueError, match="does not take sparse input"):
-        KMeans(n_clusters=3, init="k-means||").fit(X)
     with pytest.raises(ValueError, match="should be >= n_clusters"):
         KMeans(n_clusters=500).fit(X)
     model = KMeans(n_clusters=3, random_state=0).fit(X)
@@ -204,3 +236,17 @@ def test_row_sq_norms_and_distances():
     for j in range(3):
         np.testing.assert_allclose(sums[j], dense[labels == j].sum(axis=0))
         assert weights[j] == np.count_nonzero(labels == j)
+
+
+def test_gpu_sparse_input_is_refused_with_a_clear_message():
+    """cupyx.scipy.sparse cannot run here; an object shaped like one is refused the way it would be."""
+
+    class csr_matrix:  # noqa: N801 - named as cupyx's
+        __module__ = "cupyx.scipy.sparse._csr"
+        shape = (10, 3)
+
+        def toarray(self):
+            raise AssertionError("GPU sparse input must not be densified")
+
+    with pytest.raises(TypeError, match=r"GPU sparse input \(cupyx.scipy.sparse\) is not supported yet"):
+        KMeans(n_clusters=2).fit(csr_matrix())

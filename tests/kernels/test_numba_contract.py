@@ -55,7 +55,7 @@ SHAPES = [
     pytest.param(50, 3, 1, id="k1"),
     pytest.param(5, 4, 4, id="n-lt-2k"),
     pytest.param(300, 1, 5, id="d1"),
-    pytest.param(3 * cpu_numba.MIN_CHUNK_ROWS + 7, 6, 9, id="several-chunks"),
+    pytest.param(3 * cpu_numba.MAX_TILE_ROWS + 7, 6, 9, id="several-chunks"),
 ]
 
 
@@ -213,7 +213,7 @@ def test_numba_kernels_are_registered_for_numpy():
 
 def test_lloyd_step_same_bits_whatever_threads_and_blocks(monkeypatch):
     rng = np.random.default_rng(7)
-    X = homogeneous(rng.normal(size=(5 * cpu_numba.MIN_CHUNK_ROWS + 3, 4)).astype(np.float32), xp=xp_numpy)
+    X = homogeneous(rng.normal(size=(5 * cpu_numba.MAX_TILE_ROWS + 3, 4)).astype(np.float32), xp=xp_numpy)
     weights = rng.uniform(0.5, 1.5, X.shape[0]).astype(np.float32)
     centers = X[:6, :-1].copy()
     pooled = cpu_numba.lloyd_step_numba(X, weights, centers, xp=xp_numpy, rows_per_block=1000)
@@ -229,6 +229,72 @@ def test_lloyd_step_same_bits_whatever_threads_and_blocks(monkeypatch):
     np.testing.assert_array_equal(serial.labels, pooled.labels)
     assert serial.sums.tobytes() == pooled.sums.tobytes()
     assert serial.weights.tobytes() == pooled.weights.tobytes()
+
+
+@pytest.mark.parametrize("homogeneous_rows", [True, False], ids=["homogeneous", "plain"])
+@pytest.mark.parametrize("tile_bytes", [1, 3000], ids=["smallest-tiles", "several-tiles-per-task"])
+def test_lloyd_step_and_assign_across_tiles_and_tasks(monkeypatch, homogeneous_rows, tile_bytes):
+    # Tasks of several tiles, and a last tile shorter than the others: every
+    # row is scored, labelled and summed once, with ties to the lowest index.
+    monkeypatch.setattr(cpu_numba, "TILE_BYTES", tile_bytes)
+    X, centers, weights = _integer_data(40 * cpu_numba.MIN_TILE_ROWS + 5, 3, 7, np.float32, seed=8)
+    rows = homogeneous(X, xp=xp_numpy) if homogeneous_rows else X
+    assert cpu_numba.tile_rows(7, 3, 4) < -(-X.shape[0] // _blocks.PARALLEL_BLOCKS)
+    step = cpu_numba.lloyd_step_numba(rows, weights, centers, xp=xp_numpy, rows_per_block=50)
+    labels, sums, cluster_weights = _brute_force_lloyd(X, weights, centers)
+    np.testing.assert_array_equal(step.labels, labels)
+    np.testing.assert_array_equal(step.sums, sums)
+    np.testing.assert_array_equal(step.weights, cluster_weights)
+    assigned = cpu_numba.assign_numba(rows, centers, xp=xp_numpy)
+    np.testing.assert_array_equal(assigned.labels, labels)
+    np.testing.assert_array_equal(assigned.min_dist, _brute_force_distances(X, centers, SQEUCLIDEAN).min(axis=1))
+
+
+def test_tile_and_task_layout_depends_on_the_shape_only(monkeypatch):
+    rows = cpu_numba.tile_rows(64, 32, 4)
+    assert rows & (rows - 1) == 0 and cpu_numba.MIN_TILE_ROWS <= rows <= cpu_numba.MAX_TILE_ROWS
+    assert (rows * (32 + 1 + 64) * 4 <= cpu_numba.TILE_BYTES) or rows == cpu_numba.MIN_TILE_ROWS
+    layout = cpu_numba.task_rounds(1_000_003, rows, 64 * 33)
+    monkeypatch.setattr(_blocks, "cpu_threads", lambda: 1)
+    assert cpu_numba.task_rounds(1_000_003, rows, 64 * 33) == layout
+    tasks = [task for tasks in layout for task in tasks]
+    assert tasks[0][0] == 0 and tasks[-1][1] == 1_000_003
+    assert all(stop == start for (_, stop), (start, _) in zip(tasks, tasks[1:]))
+    assert all((stop - start) % rows == 0 for start, stop in tasks[:-1])
+    assert len(tasks) <= _blocks.PARALLEL_BLOCKS
+
+
+BLAS_PROBE = """
+import numpy as np
+from threadpoolctl import threadpool_info
+from kgpu import _blocks
+with _blocks.single_threaded_blas():  # the pool looks for BLAS libraries before numba's is loaded
+    pass
+import array_api_compat.numpy as xp
+from kgpu._distances import homogeneous
+from kgpu._kernels import cpu_numba
+X = homogeneous(np.random.default_rng(9).normal(size=(5000, 8)), xp=xp)
+cpu_numba.lloyd_step_numba(X, np.ones(5000), X[:4, :-1].copy(), xp=xp, rows_per_block=1000)
+blas = [info for info in threadpool_info() if info["user_api"] == "blas"]
+assert any("scipy_openblas-" in info["filepath"] or "scipy" in info["filepath"] for info in blas)
+with _blocks.single_threaded_blas():
+    print([info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"])
+"""
+
+
+def test_every_blas_is_held_to_one_thread_in_the_pool():
+    # numba's np.dot calls SciPy's BLAS, a library of its own, loaded after the
+    # pool may have looked: it must be limited too, or each worker's tile GEMM
+    # would start a team of threads. A fresh process, to see the first look.
+    import ast
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="2")
+    out = subprocess.run([sys.executable, "-c", BLAS_PROBE], env=env, capture_output=True, text=True, check=True)
+    threads = ast.literal_eval(out.stdout.strip().splitlines()[-1])
+    assert len(threads) >= 1 and all(count == 1 for count in threads)
 
 
 def test_dispatch_picks_numba_for_numpy_only(monkeypatch):

@@ -92,3 +92,20 @@ def test_extreme_values(backend, entry, target):
     result = _run(entry.function, target, values, labels, 2, None, entry)
     expected = _run(segment_median_reference, target, values, labels, 2, None)
     np.testing.assert_array_equal(result, expected)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("pooled", [False, True], ids=["in-order", "thread-pool"])
+def test_numba_plain_medians_same_in_column_blocks_and_on_the_pool(monkeypatch, dtype, pooled):
+    # The plain medians gather segments a block of columns at a time (the
+    # budget) and run them on the thread pool above a size: neither may change a bit.
+    cpu_numba = pytest.importorskip("kgpu._kernels.cpu_numba")
+    import array_api_compat.numpy as xp_numpy
+
+    values, labels = _problem(500, 6, 9, dtype, seed=4)
+    expected = segment_median_reference(values, labels, 6, None, xp=xp_numpy)
+    if pooled:
+        monkeypatch.setattr(cpu_numba, "POOLED_MEDIAN_VALUES", 0)
+    for budget_mib in (None, 2 * 100 * values.itemsize / 2**20):  # about 2 columns of a segment per block
+        result = cpu_numba.segment_median_numba(values, labels, 6, None, xp=xp_numpy, budget_mib=budget_mib)
+        np.testing.assert_array_equal(result, expected)

@@ -140,21 +140,20 @@ def homogeneous(
     design : array of shape (n, d + 1), dtype of ``X``
     """
     from ._blocks import block_rows, map_blocks, row_blocks
-    from ._scale import power_of_two_steps
+    from ._scale import scale_by_power_of_two
 
     n_rows, n_features = X.shape
     design = xp.empty((n_rows, n_features + 1), dtype=X.dtype, device=device_of(X))
     if rows_per_block is None:
-        rows_per_block = block_rows(n_rows, (n_features + 1) * 8, xp)
+        # Small blocks (an eighth of the budget): their temporaries come on
+        # top of the copy being filled.
+        rows_per_block = block_rows(n_rows, (n_features + 1) * 8 * 8, xp)
 
     def fill(start: int, stop: int) -> None:
-        # Block by block, in the thread pool on NumPy, and in place: no
-        # temporary, not even of a block (the same values as (x - offset) * 2**e).
-        design[start:stop, :-1] = X[start:stop, :]
-        if offset is not None:
-            design[start:stop, :-1] -= offset
-        for factor in power_of_two_steps(scale_exponent):
-            design[start:stop, :-1] *= factor
+        # Block by block, in the thread pool on NumPy: no n x d temporary.
+        block = X[start:stop, :]
+        block = block if offset is None else block - offset
+        design[start:stop, :-1] = block if scale_exponent == 0 else scale_by_power_of_two(block, scale_exponent)
         design[start:stop, -1] = 1
 
     map_blocks(fill, row_blocks(n_rows, rows_per_block), xp)

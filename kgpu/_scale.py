@@ -96,19 +96,11 @@ IDENTITY = Frame(None, 0)
 
 def scale_by_power_of_two(values: Any, exponent: int) -> Any:
     """``values * 2**exponent``, exact, in steps small enough for float32 factors."""
-    for factor in power_of_two_steps(exponent):
-        values = values * factor
-    return values
-
-
-def power_of_two_steps(exponent: int) -> list[float]:
-    """The factors whose product is ``2**exponent``, each a normal float32 (none for 0)."""
-    factors = []
     while exponent != 0:
         step = max(-_STEP_EXPONENT, min(_STEP_EXPONENT, exponent))
-        factors.append(math.ldexp(1.0, step))
+        values = values * math.ldexp(1.0, step)
         exponent -= step
-    return factors
+    return values
 
 
 def working_exponent(max_abs: float, itemsize: int) -> int:
@@ -136,16 +128,14 @@ def max_abs(X: Any, *, xp: Any, origin: Any = None, budget_mib: float | None = N
         return 0.0
 
     def block_max(start: int, stop: int) -> float:
-        # From the columns' extremes, with no temporary the size of the
-        # block: rounding is monotone, so the largest |x - origin| is the
-        # larger of |max - origin| and |min - origin|, bit for bit.
         block = X[start:stop, :]
-        high, low = xp.max(block, axis=0), xp.min(block, axis=0)
         if origin is not None:
-            high, low = high - origin, low - origin
-        return float(xp.max(xp.maximum(xp.abs(high), xp.abs(low))))
+            block = block - origin
+        return float(xp.max(xp.abs(block)))
 
-    rows = block_rows(n_rows, max(1, n_features) * 8, xp, budget_mib)
+    # Small blocks (an eighth of the budget): their two temporaries are all
+    # this pass allocates, and it runs before the working copy exists.
+    rows = block_rows(n_rows, max(1, n_features) * 8 * 8, xp, budget_mib)
     return max(map_blocks(block_max, row_blocks(n_rows, rows), xp))
 
 

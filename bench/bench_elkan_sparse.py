@@ -8,7 +8,8 @@
 2. Sparse: KMeans on a synthetic TF-IDF-like matrix of the shape and density
    of 20 newsgroups (11,314 x 130,107, about 0.1 % non-zeros, Zipf-distributed
    columns, rows L2-normalised), kgpu against scikit-learn, same initial
-   centers, same number of Lloyd iterations; MiniBatchKMeans too.
+   centers, same number of Lloyd iterations; MiniBatchKMeans too; and the
+   silhouette of the sparse rows (a sample of rows drawn as scikit-learn draws them).
 
 Repeats alternate between the contenders (A, B, C, A, B, C...) and medians are
 reported, so a noisy shared machine slows all of them alike; the numbers are
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import statistics
 import sys
 import time
@@ -30,9 +32,11 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 import sklearn.cluster
+import sklearn.metrics
 from sklearn.datasets import make_blobs
 
 import kgpu
+import kgpu.metrics
 from kgpu._bench import machine_description, publish
 
 ELKAN_CASES = [(100_000, 4, 8), (100_000, 4, 128), (50_000, 128, 8), (50_000, 128, 128)]
@@ -98,6 +102,10 @@ def tfidf_like(n_samples: int, n_features: int, density: float, random_state: in
     return sp.csr_matrix(sp.diags(1.0 / norms) @ X)
 
 
+#: Rows of the sparse silhouette (sampled as scikit-learn samples them, same seed).
+SILHOUETTE_SAMPLE = 4000
+
+
 def bench_sparse(repeats: int, max_iter: int, n_clusters: int) -> tuple[list[str], str]:
     X = tfidf_like(11_314, 130_120, 0.001)
     init = X[np.random.default_rng(0).choice(X.shape[0], n_clusters, replace=False)].toarray()
@@ -111,11 +119,17 @@ def bench_sparse(repeats: int, max_iter: int, n_clusters: int) -> tuple[list[str
         "kgpu MiniBatchKMeans": lambda: kgpu.MiniBatchKMeans(
             n_clusters, init=init, n_init=1, random_state=0, max_iter=max_iter, batch_size=1024).fit(X).inertia_,
     }
+    labels = kgpu.KMeans(n_clusters, init=init, n_init=1, max_iter=5).fit(X).labels_
+    for metric in ("euclidean", "cosine"):
+        contenders[f"scikit-learn silhouette_score {metric}"] = lambda metric=metric: sklearn.metrics.silhouette_score(
+            X, labels, metric=metric, sample_size=SILHOUETTE_SAMPLE, random_state=0)
+        contenders[f"kgpu silhouette_score {metric}"] = lambda metric=metric: kgpu.metrics.silhouette_score(
+            X, labels, metric=metric, sample_size=SILHOUETTE_SAMPLE, random_state=0)
     timings = interleaved(contenders, repeats)
-    lines = ["| contender | fit (s) | vs scikit-learn (same estimator) | inertia |", "|---|---|---|---|"]
-    for name, (seconds, inertia) in timings.items():
+    lines = ["| contender | time (s) | vs scikit-learn (same estimator / score) | inertia or score |", "|---|---|---|---|"]
+    for name, (seconds, value) in timings.items():
         reference = timings["scikit-learn " + name.split(" ", 1)[1]][0]
-        lines.append(f"| {name} | {seconds:.3f} | {seconds / reference:.2f}x | {inertia:.6g} |")
+        lines.append(f"| {name} | {seconds:.3f} | {seconds / reference:.2f}x | {value:.6g} |")
     return lines, described
 
 
@@ -143,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         lines += ["", f"Sparse (synthetic TF-IDF of 20-newsgroups shape): {described}, max_iter={args.max_iter}, "
                   "tol=0, same initial centers", ""]
         lines += sparse_lines
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    lines[2] += f"; load average at the end: {load}"
     publish("\n".join(lines), args.out)
     return 0
 

@@ -17,6 +17,7 @@ reported, so a noisy shared machine slows both alike.
 
     python bench/bench_scale.py                          # 1,000,000 x 32 float32, k=16, 10 iterations
     python bench/bench_scale.py --n 200000 --repeats 3 --out bench/results/scale.md
+    python bench/bench_scale.py --skip stream --n 1000000 4000000 --repeats 5   # the Dask targets
 """
 
 from __future__ import annotations
@@ -76,35 +77,50 @@ def bench_streaming(X, centers, iterations, repeats, working_memory, directory):
     return rows
 
 
-def bench_dask(X, centers, iterations, repeats, n_chunks, n_workers):
+def bench_dask(sizes, n_features, n_clusters, iterations, repeats, n_chunks, n_workers):
+    """Dask on a LocalCluster against the in-memory fit, interleaved, for each row count in ``sizes``.
+
+    Returns
+    -------
+    list of (n_rows, {engine: (median fit s, median Lloyd s, per-iteration ms)})
+    """
     import dask.array as da
     from distributed import Client, LocalCluster, wait
 
     # Sending X to the workers once (persist) makes a large graph: expected here.
     warnings.filterwarnings("ignore", message=".*Sending large graph.*")
+    results = []
     with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None,
                       silence_logs=40) as cluster, Client(cluster) as client:
-        rows_per_chunk = -(-X.shape[0] // n_chunks)
-        X_dask = client.persist(da.from_array(X, chunks=(rows_per_chunk, X.shape[1])))
-        wait(X_dask)
-        timed_fit(X_dask, centers, 1)  # warm up: imports on the workers
-        runs = {"numpy (this process)": [], f"dask ({n_workers} workers)": []}
-        inertia = {}
-        for _ in range(repeats):
-            for name, data in zip(runs, (X, X_dask)):
-                fit_s, lloyd_s, inertia[name] = timed_fit(data, centers, iterations)
-                runs[name].append((fit_s, lloyd_s))
-    if not np.isclose(*inertia.values(), rtol=1e-5):
-        raise RuntimeError(f"Dask and in-memory fits differ: {inertia}")
-    return [
-        (name, statistics.median(t[0] for t in times), statistics.median(t[1] for t in times), inertia[name])
-        for name, times in runs.items()
-    ]
+        for n_rows in sizes:
+            X = synthetic_data(n_rows, n_features)
+            centers = initial_centers(X, n_clusters)
+            rows_per_chunk = -(-X.shape[0] // n_chunks)
+            X_dask = client.persist(da.from_array(X, chunks=(rows_per_chunk, X.shape[1])))
+            wait(X_dask)
+            timed_fit(X_dask, centers, 1)  # warm up: imports on the workers
+            timed_fit(X, centers, 1)
+            runs = {"numpy (this process)": [], f"dask ({n_workers} workers)": []}
+            inertia = {}
+            for _ in range(repeats):
+                for name, data in zip(runs, (X, X_dask)):
+                    fit_s, lloyd_s, inertia[name] = timed_fit(data, centers, iterations)
+                    runs[name].append((fit_s, lloyd_s))
+            if not np.isclose(*inertia.values(), rtol=1e-5):
+                raise RuntimeError(f"Dask and in-memory fits differ: {inertia}")
+            results.append((n_rows, {
+                name: (statistics.median(t[0] for t in times), statistics.median(t[1] for t in times))
+                for name, times in runs.items()
+            }))
+            client.cancel(X_dask)
+            del X_dask, X
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=1_000_000, help="rows")
+    parser.add_argument("--n", type=int, nargs="+", default=[1_000_000],
+                        help="rows (several: one Dask table per size, the streaming table for the first)")
     parser.add_argument("--d", type=int, default=32, help="features")
     parser.add_argument("--k", type=int, default=16, help="clusters")
     parser.add_argument("--iterations", type=int, default=10, help="Lloyd iterations per fit")
@@ -118,17 +134,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="also write the tables (with machine and command) here")
     args = parser.parse_args(argv)
 
-    X = synthetic_data(args.n, args.d)
-    centers = initial_centers(X, args.k)
     command = " ".join(["python bench/bench_scale.py"] + list(argv if argv is not None else sys.argv[1:]))
+    sizes = ", ".join(f"{n:,}" for n in args.n)
     lines = [
-        f"Scale, {args.n:,} x {args.d} float32, k={args.k}, {args.iterations} Lloyd iterations, median of {args.repeats}",
+        f"Scale, {sizes} x {args.d} float32, k={args.k}, {args.iterations} Lloyd iterations, median of {args.repeats}",
         "",
         machine_description(),
         f"{datetime.date.today().isoformat()}: `{command}`",
+        "load average (1, 5, 15 min) at the start: " + ", ".join(f"{load:.2f}" for load in os.getloadavg()),
     ]
     if args.skip != "stream":
+        X = synthetic_data(args.n[0], args.d)
+        centers = initial_centers(X, args.k)
         stream_rows = bench_streaming(X, centers, args.iterations, args.repeats, args.working_memory, args.dir)
+        del X
         memory_rate = stream_rows[0][3]
         lines += ["", "| data | fit (s) | Lloyd iterations (s) | rows/s through Lloyd | vs in memory |", "|---|---|---|---|---|"]
         lines += [
@@ -136,19 +155,26 @@ def main(argv: list[str] | None = None) -> int:
             for name, fit_s, lloyd_s, rate, _ in stream_rows
         ]
     if args.skip != "dask":
-        dask_rows = bench_dask(X, centers, args.iterations, args.repeats, args.chunks, args.workers)
-        numpy_fit, numpy_lloyd = dask_rows[0][1], dask_rows[0][2]
+        import dask
+        import distributed
+
         lines += [
             "",
-            f"Dask: {args.chunks} row chunks persisted on a LocalCluster; NumPy: the same array in this process.",
+            f"Dask {dask.__version__}, distributed {distributed.__version__}: {args.chunks} row chunks persisted on a "
+            f"LocalCluster ({args.workers} worker processes, one thread each); NumPy: the same array in this process "
+            "(kgpu's thread pool, every core). Runs interleaved.",
             "",
-            "| engine | fit (s) | Lloyd iterations (s) | fit time / NumPy | Lloyd time / NumPy |",
-            "|---|---|---|---|---|",
+            "| rows | engine | fit (s) | Lloyd iterations (s) | ms per iteration | fit time / NumPy | Lloyd time / NumPy |",
+            "|---|---|---|---|---|---|---|",
         ]
-        lines += [
-            f"| {name} | {fit_s:.3f} | {lloyd_s:.3f} | {fit_s / numpy_fit:.2f}x | {lloyd_s / numpy_lloyd:.2f}x |"
-            for name, fit_s, lloyd_s, _ in dask_rows
-        ]
+        for n_rows, engines in bench_dask(args.n, args.d, args.k, args.iterations, args.repeats, args.chunks, args.workers):
+            numpy_fit, numpy_lloyd = next(iter(engines.values()))
+            lines += [
+                f"| {n_rows:,} | {name} | {fit_s:.3f} | {lloyd_s:.3f} | {1e3 * lloyd_s / args.iterations:.1f} | "
+                f"{fit_s / numpy_fit:.2f}x | {lloyd_s / numpy_lloyd:.2f}x |"
+                for name, (fit_s, lloyd_s) in engines.items()
+            ]
+    lines.append("load average (1, 5, 15 min) at the end: " + ", ".join(f"{load:.2f}" for load in os.getloadavg()))
     table = "\n".join(lines)
     publish(table, args.out)
     return 0

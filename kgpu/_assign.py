@@ -279,13 +279,47 @@ def assign_and_accumulate(
 
     Runs the implementation the kernel table picks for ``xp``
     (:mod:`kgpu._kernels.dispatch`); :func:`assign_and_accumulate_reference`
-    is the array-API reference, documented there.
+    is the array-API reference, documented there. Half-precision rows
+    (:class:`kgpu._stream.StreamedRows` that widen) are converted one block at
+    a time and each block runs the fused step itself, so they get the native
+    kernels too.
     """
+    if getattr(X, "widens", False):
+        return _step_over_converted_blocks(
+            X, sample_weight, centers, xp=xp, rows_per_block=rows_per_block, previous_labels=previous_labels
+        )
     options = {"in_place": True} if in_place else {}
     return call(
         "lloyd_step", X, sample_weight, centers, xp=xp, rows_per_block=rows_per_block, previous_labels=previous_labels,
         **options,
     )
+
+
+def _step_over_converted_blocks(
+    X: Any, sample_weight: Any, centers: Any, *, xp: Any, rows_per_block: int, previous_labels: Any = None
+) -> Accumulation:
+    """:func:`assign_and_accumulate` of streamed rows: one fused step per converted block.
+
+    The blocks follow ``rows_per_block`` (the shape and the memory budget,
+    never the core count) and their float64 sums are added in block order,
+    so the result has the same bits on any number of cores.
+    """
+    def one_block(start: int, stop: int) -> Accumulation:
+        # The conversion runs in the block's worker, beside the others' (NumPy).
+        return call(
+            "lloyd_step", X[start:stop, :], sample_weight[start:stop], centers, xp=xp, rows_per_block=rows_per_block,
+            previous_labels=None if previous_labels is None else previous_labels[start:stop],
+        )
+
+    parts = map_blocks(one_block, row_blocks(X.shape[0], rows_per_block), xp)
+    labels = parts[0].labels if len(parts) == 1 else xp.concat([part.labels for part in parts])
+    sums, weights, n_changed = parts[0].sums, parts[0].weights, parts[0].n_changed
+    for part in parts[1:]:
+        sums = sums + part.sums
+        weights = weights + part.weights
+        if n_changed is not None:
+            n_changed = n_changed + part.n_changed
+    return Accumulation(labels, sums, weights, n_changed)
 
 
 @register("lloyd_step", ANY_BACKEND, name="array-api")

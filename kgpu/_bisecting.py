@@ -2,7 +2,9 @@
 
 Each split runs kgpu's Lloyd kernel (:func:`kgpu._lloyd.lloyd`) with two
 centers on the rows of the chosen cluster (gathered by an index array, weights
-kept), on the same backend as the fit. The clusters form a binary tree; the
+kept), on the same backend as the fit; on NumPy the split is the operation
+``"bisect"`` of the kernel table, compiled passes whose cost is O(rows) with
+no fixed cost per iteration (:mod:`kgpu._kernels.cpu_numba_bisect`). The clusters form a binary tree; the
 final clusters are its leaves, labelled left to right (scikit-learn's
 convention), and :func:`descend` assigns new rows by walking down the tree.
 """
@@ -24,6 +26,7 @@ from ._distances import homogeneous, homogeneous_operand
 from ._scale import IDENTITY, Frame, frame_view
 from ._kmeans import KMeans, mean_feature_variance, weighted_mean
 from ._elkan import check_algorithm, hamerly
+from ._kernels.dispatch import ANY_BACKEND, call, register
 from ._lloyd import assign_cost_to_current, lloyd
 from . import _sparse
 from ._minibatch import SEEDING_METHODS, batch_rows_of, seed_centers, take_host_ids
@@ -120,6 +123,39 @@ class Split(NamedTuple):
 
 
 def bisect(
+    X: Any,
+    sample_weight: Any,
+    *,
+    seed: Callable[[Any, Any, Any], Any],
+    n_init: int,
+    max_iter: int,
+    tol: float,
+    center_rows: bool,
+    xp: Any,
+    budget_mib: float | None = None,
+    algorithm: str = "lloyd",
+) -> Split:
+    """Split the rows ``X`` in two (operation ``"bisect"``).
+
+    Runs the implementation the kernel table picks for ``xp``
+    (:mod:`kgpu._kernels.dispatch`): on NumPy, the whole 2-means run compiled
+    (:mod:`kgpu._kernels.cpu_numba_bisect`); :func:`bisect_reference` is the
+    array-API reference, documented there. SciPy sparse rows, which no
+    kernel table entry takes, go to the reference directly.
+    """
+    if is_sparse(X):
+        return bisect_reference(
+            X, sample_weight, seed=seed, n_init=n_init, max_iter=max_iter, tol=tol, center_rows=center_rows,
+            xp=xp, budget_mib=budget_mib, algorithm=algorithm,
+        )
+    return call(
+        "bisect", X, sample_weight, seed=seed, n_init=n_init, max_iter=max_iter, tol=tol, center_rows=center_rows,
+        xp=xp, budget_mib=budget_mib, algorithm=algorithm,
+    )
+
+
+@register("bisect", ANY_BACKEND, name="array-api")
+def bisect_reference(
     X: Any,
     sample_weight: Any,
     *,

@@ -1,15 +1,22 @@
 """Dask arrays: K-Means as map-reduce over row chunks, on whatever scheduler is active.
 
-A Dask array is never gathered. Every pass over the data is one Dask graph:
-a task per row chunk runs the same kernels as an in-memory fit on that chunk
-(:func:`kgpu._assign.assign_and_accumulate`, :mod:`kgpu._segment`,
-:mod:`kgpu._init_parallel`...) and returns a small partial result (per-cluster
-sums and weights, a partial objective, a few candidate rows), and Dask adds
-the partial results up in a tree (:func:`tree_reduce`). ``dask.compute`` runs
-the graph on the active scheduler: a ``dask.distributed`` client when one is
-set (a ``LocalCluster``, a ``dask-cuda`` ``LocalCUDACluster``, a remote
-cluster), else Dask's local threads. The centers (``k x d``) are the only thing
-sent to every task at each iteration.
+A Dask array is never gathered. Every pass over the data is one task per row
+chunk (:mod:`kgpu._dask_chunks`) running the same kernels as an in-memory fit
+on that chunk (:func:`kgpu._assign.assign_and_accumulate`, :mod:`kgpu._segment`,
+:mod:`kgpu._init_parallel`...) and returning a small partial result
+(per-cluster sums and weights, a partial objective, a few candidate rows);
+Dask adds the partial results up in a tree. The passes run on the active
+scheduler: a ``dask.distributed`` client when one is set (a ``LocalCluster``, a
+``dask-cuda`` ``LocalCUDACluster``, a remote cluster), else Dask's local
+threads. Lloyd's iterations (:mod:`kgpu._dask_lloyd`) send the centers
+(``k x d``) to each worker once per iteration, and on a cluster keep the
+workers busy while the host reads each iteration's result.
+
+The fit computes in the same working frame as in memory (:mod:`kgpu._scale`:
+the weighted mean as origin and a power-of-two scale, found in the first
+pass), so data far from the origin or at extreme magnitudes is clustered as
+it is in memory, and ``predict`` / ``transform`` / ``score`` of a Dask array
+use the fitted model's frame.
 
 Each chunk is computed in its own namespace (array-api-compat resolves it per
 chunk: NumPy chunks on the CPU, CuPy chunks on their GPU), or moved to the
@@ -18,17 +25,19 @@ run one after the other: Dask already runs one task per worker thread.
 
 What a fit does, pass by pass (``k`` clusters):
 
-1. one pass: finiteness of ``X`` and of the weights, total weight, weighted
-   mean (the centering offset) and, when ``tol > 0``, variance (the scale of
-   ``tol``), merged across chunks with Chan's pairwise update;
-2. Lloyd's working copy ``[x - mean, 1]`` of every chunk, as in memory;
+1. one pass: finiteness of ``X`` and of the weights, total weight, column
+   extremes, weighted mean (the origin of the working frame) and, when
+   ``tol > 0``, variance (the scale of ``tol``), merged across chunks with
+   Chan's pairwise update (:func:`kgpu._dask_chunks.merge_moments`);
+2. Lloyd's working copy ``[x_work, 1]`` of every chunk, as in memory;
 3. the initialisation: ``"k-means||"`` (``n_rounds + 1`` passes), ``"random"``
    (host-drawn rows), an array or a callable; ``"k-means++"`` is run on the
    k-means|| candidates (see :func:`initial_centers`);
 4. one pass per Lloyd iteration, plus one more for the few farthest points
    when a cluster is left empty (the empty-cluster policy of
    :mod:`kgpu._empty`, applied to the per-chunk top candidates);
-5. one pass for the inertia of the final centers.
+5. one pass for the inertia of the final centers (on a cluster, sent with the
+   last iteration's).
 
 With a ``dask.distributed`` client, the working copy is persisted on the
 workers for the duration of the fit (about the size of ``X``), so the passes
@@ -43,23 +52,31 @@ assignment kernel).
 from __future__ import annotations
 
 import numbers
-import time
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable
 
 import numpy as np
 
-from ._assign import (
-    assign,
-    assign_and_accumulate,
-    assignment_block_rows,
-    distance_matrix,
-    itemsize,
-    weighted_sum,
+from ._assign import assign, distance_matrix, weighted_sum
+from ._backend import move_to, namespace_of, to_numpy
+from ._dask_chunks import (
+    Chunk,
+    ChunkContext,
+    DaskRows,
+    Moments,
+    _numpy_namespace,
+    _shared,
+    add_parts,
+    check_moments,
+    chunk_moments,
+    distributed_client,
+    frame_of_moments,
+    merge_moments,
+    run_on_chunk,
+    tree_reduce,
+    working_variance,
 )
-from ._backend import device_of, move_to, namespace_of, resolve_compute, to_numpy
-from ._blocks import _in_worker, block_rows, map_blocks, row_blocks
-from ._distances import check_metric, homogeneous
-from ._empty import farthest_points
+from ._dask_lloyd import DaskLloydResult, chunk_objective, lloyd_dask
+from ._distances import check_metric
 from ._init import forgy_indices
 from ._init_parallel import (
     attracted_weight,
@@ -68,12 +85,8 @@ from ._init_parallel import (
     pick_by_cumulative_weight,
     sample_rows,
 )
-from ._lloyd import IterationRecord, _centers_from_sums, assign_cost_to_current
-from ._segment import segment_weight
+from ._scale import Frame, frame_of_centers
 from ._validation import check_dask_data, check_data, check_n_clusters, check_sample_weight, is_dask_array
-
-#: Partial results combined per reduction task (the tree's fan-in).
-SPLIT_EVERY = 8
 
 #: ``transform`` gives Euclidean distances, as in memory.
 EUCLIDEAN_METRIC = check_metric("euclidean")
@@ -81,361 +94,13 @@ EUCLIDEAN_METRIC = check_metric("euclidean")
 #: ``init`` values the Dask engine accepts as a string.
 DASK_INIT_METHODS = ("k-means||", "k-means++", "random")
 
-__all__ = ["DaskRows", "check_dask_data", "fit_kmeans", "is_dask_array", "predict_labels", "score", "transform"]
-
-
-def _numpy_namespace() -> Any:
-    import array_api_compat.numpy as xp_numpy
-
-    return xp_numpy
-
-
-# ------------------------------------------------------------------ chunks
-
-
-class ChunkContext(NamedTuple):
-    """What every chunk task needs besides its chunk: where to compute, and how.
-
-    Attributes
-    ----------
-    backend, device :
-        The estimator's ``backend`` / ``device`` (``None``: the chunk's own).
-    budget_mib : float or None
-        ``working_memory``: memory budget of one row block inside a chunk.
-    offset : ndarray of shape (d,) or None
-        Centering offset (host, dtype of ``X``) subtracted from every row.
-    homogeneous : bool
-        The chunks already are Lloyd's working copy ``[x - offset, 1]``
-        (:func:`working_copy`), not the rows themselves.
-    """
-
-    backend: Any
-    device: Any
-    budget_mib: float | None
-    offset: np.ndarray | None
-    homogeneous: bool = False
-
-
-class Chunk(NamedTuple):
-    """One row chunk on its compute device.
-
-    Attributes
-    ----------
-    X : array of shape (b, d), or (b, d + 1)
-        The rows, not centered; or, when ``context.homogeneous``, the
-        working copy ``[x - offset, 1]``.
-    weights : array of shape (b,), dtype of ``X``
-    start : int
-        Global index of the first row.
-    xp, device :
-        Compute namespace and device.
-    input_xp, input_device :
-        Namespace and device of the chunk as Dask holds it.
-    context : ChunkContext
-    """
-
-    X: Any
-    weights: Any
-    start: int
-    xp: Any
-    device: Any
-    input_xp: Any
-    input_device: Any
-    context: ChunkContext
-
-    @property
-    def n_features(self) -> int:
-        return self.X.shape[1] - 1 if self.context.homogeneous else self.X.shape[1]
-
-    def centered(self) -> Any:
-        """The rows minus the offset: a view of the working copy, a new array, or the rows."""
-        if self.context.homogeneous:
-            return self.X[:, :-1]
-        offset = self.offset()
-        return self.X if offset is None else self.X - offset
-
-    def design(self) -> Any:
-        """``[x - offset, 1]``: the rows in Lloyd's homogeneous coordinates."""
-        if self.context.homogeneous:
-            return self.X
-        return homogeneous(self.X, xp=self.xp, offset=self.offset())
-
-    def offset(self) -> Any:
-        if self.context.offset is None:
-            return None
-        return self.on_device(self.context.offset)
-
-    def on_device(self, host_array: Any) -> Any:
-        """A host (or other) array moved to this chunk's device, in its dtype if floating."""
-        array = move_to(host_array, self.xp, self.device)
-        if self.xp.isdtype(array.dtype, "real floating") and array.dtype != self.X.dtype:
-            array = self.xp.astype(array, self.X.dtype)
-        return array
-
-    def rows_per_block(self, n_clusters: int) -> int:
-        return assignment_block_rows(
-            self.X.shape[0], n_clusters, self.n_features, itemsize(self.X, self.xp), self.xp, self.context.budget_mib
-        )
-
-
-def _open_chunk(block: Any, weights: Any, start: int, context: ChunkContext) -> Chunk:
-    input_xp = namespace_of(block)
-    input_device = device_of(block)
-    xp, device = resolve_compute(context.backend, context.device, block)
-    X = move_to(block, xp, device)
-    if weights is None:
-        weights = xp.ones(X.shape[0], dtype=X.dtype, device=device)
-    else:
-        weights = move_to(weights, xp, device)
-        if weights.dtype != X.dtype:
-            weights = xp.astype(weights, X.dtype)
-    return Chunk(X, weights, int(start), xp, device, input_xp, input_device, context)
-
-
-def run_on_chunk(fn: Callable[..., Any], block: Any, weights: Any, start: int, context: ChunkContext, *args: Any) -> Any:
-    """Task body: ``fn(chunk, *args)`` with kgpu's row blocks run one after the other.
-
-    Dask runs one task per worker thread: splitting a chunk's blocks over
-    kgpu's own thread pool as well would oversubscribe the cores.
-    """
-    return _in_worker(lambda: fn(_open_chunk(block, weights, start, context), *args))
-
-
-class DaskRows:
-    """A validated Dask matrix seen as a list of row chunks, with their weights.
-
-    Parameters
-    ----------
-    X : dask.array.Array of shape (n, d)
-        From :func:`kgpu._validation.check_dask_data` (whole rows per chunk).
-    sample_weight : dask.array.Array of shape (n,) or None
-        Chunked like the rows of ``X``; ``None`` for unit weights.
-    context : ChunkContext
-    persist : bool
-        Keep the chunks (and weights) in the workers' memory for the passes
-        to come (``dask.persist``).
-    """
-
-    def __init__(self, X: Any, sample_weight: Any, context: ChunkContext, *, persist: bool = False):
-        import dask
-
-        if persist:
-            X, sample_weight = dask.persist(X, sample_weight)
-        self.X = X
-        self.sample_weight = sample_weight
-        self.context = context
-        self.n_rows = int(X.shape[0])
-        self.n_features = int(X.shape[1]) - 1 if context.homogeneous else int(X.shape[1])
-        self.dtype = X.dtype
-        sizes = np.asarray(X.chunks[0], dtype=np.int64)
-        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-        # Empty chunks (e.g. after filtering rows) take no part in any pass.
-        keep = np.flatnonzero(sizes > 0)
-        self.starts = starts[keep]
-        blocks = X.to_delayed()[:, 0]
-        self.blocks = [blocks[i] for i in keep]
-        weight_blocks = None if sample_weight is None else sample_weight.to_delayed()
-        self.weight_blocks = None if weight_blocks is None else [weight_blocks[i] for i in keep]
-        self.input_xp = namespace_of(X._meta)
-
-    def working_copy(self, offset: np.ndarray | None, *, persist: bool) -> "DaskRows":
-        """Rows as Lloyd's working copy ``[x - offset, 1]``, chunk by chunk.
-
-        With ``persist``, the working copy is kept in the workers' memory for
-        every pass to come (as an in-memory fit keeps its copy); otherwise
-        each pass makes it again from the input's chunks.
-        """
-        context = self.context._replace(offset=offset)
-        design = self.X.map_blocks(
-            _working_copy_block, context, dtype=self.dtype, meta=self.X._meta,
-            chunks=(self.X.chunks[0], (self.n_features + 1,)),
-        )
-        return DaskRows(design, self.sample_weight, context._replace(homogeneous=True), persist=persist)
-
-    def weight_block(self, index: int) -> Any:
-        return None if self.weight_blocks is None else self.weight_blocks[index]
-
-    def map_chunks(self, fn: Callable[..., Any], *args: Any, chunk_ids: Sequence[int] | None = None) -> list:
-        """One lazy ``fn(chunk, *args)`` per row chunk (Dask ``Delayed`` objects)."""
-        import dask
-
-        shared = [_shared(arg) for arg in args]
-        context = _shared(self.context)
-        ids = range(len(self.blocks)) if chunk_ids is None else chunk_ids
-        return [
-            dask.delayed(run_on_chunk, pure=True)(
-                fn, self.blocks[i], self.weight_block(i), int(self.starts[i]), context, *shared
-            )
-            for i in ids
-        ]
-
-    def map_reduce(self, fn: Callable[..., Any], *args: Any, combine: Callable[..., Any] | None = None) -> Any:
-        """``combine`` of ``fn(chunk, *args)`` over every chunk, computed now."""
-        import dask
-
-        (result,) = dask.compute(tree_reduce(self.map_chunks(fn, *args), combine or add_parts))
-        return result
-
-
-def _shared(value: Any) -> Any:
-    """Arrays become one graph key that every task reads (not a copy per task)."""
-    import dask
-
-    if isinstance(value, np.ndarray):
-        return dask.delayed(value, pure=True)
-    if isinstance(value, ChunkContext):
-        return dask.delayed(value, pure=True, traverse=False)
-    return value
-
-
-def tree_reduce(parts: list, combine: Callable[..., Any], split_every: int = SPLIT_EVERY) -> Any:
-    """Lazy reduction of ``parts`` by ``combine`` in a tree of fan-in ``split_every``.
-
-    ``combine`` takes any number of partial results (in row order) and
-    returns one; adjacent parts are combined, so the order is kept.
-    """
-    import dask
-
-    while len(parts) > 1:
-        parts = [
-            dask.delayed(combine, pure=True)(*parts[i : i + split_every]) for i in range(0, len(parts), split_every)
-        ]
-    return parts[0]
-
-
-def add_parts(*parts: Any) -> Any:
-    """Element-wise sum of partial results (arrays, floats, or tuples of them)."""
-    first = parts[0]
-    if isinstance(first, tuple):
-        return type(first)(*(add_parts(*fields) for fields in zip(*parts))) if hasattr(first, "_fields") else tuple(
-            add_parts(*fields) for fields in zip(*parts)
-        )
-    total = first
-    for part in parts[1:]:
-        total = total + part
-    return total
-
-
-def concat_parts(*parts: tuple) -> tuple:
-    """Field-wise concatenation of tuples of host arrays (in row order)."""
-    return tuple(np.concatenate(fields) for fields in zip(*parts))
+__all__ = [
+    "ChunkContext", "DaskLloydResult", "DaskRows", "check_dask_data", "fit_kmeans", "is_dask_array", "lloyd_dask",
+    "predict_labels", "score", "transform",
+]
 
 
 # ------------------------------------------------------------- validation
-
-
-class Moments(NamedTuple):
-    """Per-chunk facts gathered by the first pass, merged by :func:`merge_moments`.
-
-    Attributes
-    ----------
-    finite : bool
-        No NaN or infinity in ``X``.
-    has_nan : bool
-    weights_finite, weights_non_negative : bool
-    total_weight : float
-    mean : ndarray of shape (d,), float64
-        Weighted mean of the rows.
-    sq_dev : ndarray of shape (d,), float64
-        Weighted sum of squared deviations from ``mean``.
-    """
-
-    finite: bool
-    has_nan: bool
-    weights_finite: bool
-    weights_non_negative: bool
-    total_weight: float
-    mean: np.ndarray
-    sq_dev: np.ndarray
-
-
-def _working_copy_block(block: Any, context: ChunkContext) -> Any:
-    """``[x - offset, 1]`` of one chunk, in the chunk's own namespace and device."""
-    xp = namespace_of(block)
-    offset = None if context.offset is None else move_to(context.offset, xp, device_of(block))
-    return _in_worker(lambda: homogeneous(block, xp=xp, offset=offset))
-
-
-def chunk_moments(chunk: Chunk, with_variance: bool = True) -> Moments:
-    """:class:`Moments` of one chunk: the mean, then the squared deviations from it.
-
-    Both passes run over row blocks of the chunk (``working_memory``), in
-    float64, so no float64 copy of the whole chunk is made. Without
-    ``with_variance`` the second pass is skipped (``sq_dev`` is zero).
-    """
-    xp, X = chunk.xp, chunk.X
-    n_rows, n_features = X.shape
-    weights64 = xp.astype(chunk.weights, xp.float64)
-    weights_finite = bool(xp.all(xp.isfinite(weights64)))
-    weights_non_negative = bool(xp.all(weights64 >= 0))
-    blocks = row_blocks(n_rows, block_rows(n_rows, n_features * 8 * 3, xp, chunk.context.budget_mib))
-
-    def block_sum(start: int, stop: int) -> tuple[bool, Any]:
-        block = X[start:stop, :]
-        finite = bool(xp.all(xp.isfinite(block)))
-        return finite, xp.matmul(weights64[start:stop], xp.astype(block, xp.float64)) if finite else None
-
-    sums = map_blocks(block_sum, blocks, xp)
-    finite = all(part[0] for part in sums)
-    has_nan = not finite and bool(xp.any(xp.isnan(X)))
-    zeros = np.zeros(n_features)
-    if not (finite and weights_finite and weights_non_negative):
-        return Moments(finite, has_nan, weights_finite, weights_non_negative, 0.0, zeros, zeros)
-    total = float(xp.sum(weights64))
-    if total <= 0:
-        return Moments(True, False, True, True, 0.0, zeros, zeros)
-    weighted_sum_of_rows = sums[0][1]
-    for part in sums[1:]:
-        weighted_sum_of_rows = weighted_sum_of_rows + part[1]
-    mean = weighted_sum_of_rows / total
-    if not with_variance:
-        return Moments(True, False, True, True, total, to_numpy(mean), zeros)
-
-    def block_sq_dev(start: int, stop: int) -> Any:
-        deviation = xp.astype(X[start:stop, :], xp.float64) - mean
-        return xp.matmul(weights64[start:stop], deviation * deviation)
-
-    sq_devs = map_blocks(block_sq_dev, blocks, xp)
-    sq_dev = sq_devs[0]
-    for part in sq_devs[1:]:
-        sq_dev = sq_dev + part
-    return Moments(True, False, True, True, total, to_numpy(mean), to_numpy(sq_dev))
-
-
-def merge_moments(*parts: Moments) -> Moments:
-    """Chan, Golub & LeVeque's pairwise update of weighted means and squared deviations."""
-    merged = parts[0]
-    for part in parts[1:]:
-        flags = (
-            merged.finite and part.finite,
-            merged.has_nan or part.has_nan,
-            merged.weights_finite and part.weights_finite,
-            merged.weights_non_negative and part.weights_non_negative,
-        )
-        total = merged.total_weight + part.total_weight
-        if part.total_weight <= 0:
-            merged = Moments(*flags, merged.total_weight, merged.mean, merged.sq_dev)
-        elif merged.total_weight <= 0:
-            merged = Moments(*flags, part.total_weight, part.mean, part.sq_dev)
-        else:
-            delta = part.mean - merged.mean
-            mean = merged.mean + delta * (part.total_weight / total)
-            sq_dev = merged.sq_dev + part.sq_dev + delta * delta * (merged.total_weight * part.total_weight / total)
-            merged = Moments(*flags, total, mean, sq_dev)
-    return merged
-
-
-def check_moments(moments: Moments) -> None:
-    """Raise the errors the in-memory checks raise, from the merged first pass."""
-    if not moments.finite:
-        problem = "NaN" if moments.has_nan else "infinity"
-        raise ValueError(f"Input X contains {problem}: remove or impute non-finite values first.")
-    if not moments.weights_finite:
-        raise ValueError("sample_weight contains NaN or infinity.")
-    if not moments.weights_non_negative:
-        raise ValueError("Negative values in data passed to sample_weight.")
-    if moments.total_weight <= 0:
-        raise ValueError("sample_weight sums to zero: at least one weight must be positive.")
 
 
 def check_dask_sample_weight(sample_weight: Any, X: Any) -> Any:
@@ -465,148 +130,6 @@ def check_dask_sample_weight(sample_weight: Any, X: Any) -> Any:
     return da.from_array(host, chunks=(X.chunks[0],))
 
 
-def _distributed_client() -> Any:
-    """The active ``dask.distributed`` client, or None."""
-    try:
-        from distributed import default_client
-    except ImportError:
-        return None
-    try:
-        return default_client()
-    except ValueError:
-        return None
-
-
-# ------------------------------------------------------------------- Lloyd
-
-
-class LloydState(NamedTuple):
-    """Per-cluster weighted sums and weights of one Lloyd pass (float64, host)."""
-
-    sums: np.ndarray
-    weights: np.ndarray
-
-
-def chunk_lloyd_sums(chunk: Chunk, centers: Any) -> LloydState:
-    """The fused E-step and M-step sums of one chunk (:func:`assign_and_accumulate`)."""
-    step = assign_and_accumulate(
-        chunk.design(), chunk.weights, chunk.on_device(centers), xp=chunk.xp,
-        rows_per_block=chunk.rows_per_block(centers.shape[0]),
-    )
-    return LloydState(to_numpy(step.sums), to_numpy(step.weights))
-
-
-def chunk_relocation_candidates(chunk: Chunk, centers: Any, n_points: int) -> tuple:
-    """The ``n_points`` positive-weight rows of the chunk farthest from their center.
-
-    Returns host arrays ``(global ids, centered rows, weights, labels, costs)``
-    in row order: the union over chunks holds the ``n_points`` farthest rows
-    of the whole data, with the same tie-breaking (lowest row first).
-    """
-    xp = chunk.xp
-    design = chunk.design()
-    centers_device = chunk.on_device(centers)
-    rows_per_block = chunk.rows_per_block(centers.shape[0])
-    # The labels of the Lloyd pass, computed the same way.
-    labels = assign_and_accumulate(design, chunk.weights, centers_device, xp=xp, rows_per_block=rows_per_block).labels
-    X_work = design[:, :-1]
-    cost = assign_cost_to_current(X_work, centers_device, labels, xp=xp, rows_per_block=rows_per_block)
-    local = np.sort(farthest_points(cost, chunk.weights, n_points, xp=xp))
-    ids = xp.asarray(local, device=chunk.device)
-    return (
-        local + chunk.start,
-        to_numpy(xp.take(X_work, ids, axis=0)),
-        to_numpy(xp.take(chunk.weights, ids, axis=0)),
-        to_numpy(xp.take(labels, ids, axis=0)),
-        to_numpy(xp.take(cost, ids, axis=0)),
-    )
-
-
-def chunk_objective(chunk: Chunk, centers: Any) -> tuple[float, np.ndarray]:
-    """Weighted inertia of the chunk on ``centers`` and the row count of each cluster."""
-    nearest = assign(
-        chunk.centered(), chunk.on_device(centers), xp=chunk.xp, rows_per_block=chunk.rows_per_block(centers.shape[0])
-    )
-    counts = segment_weight(nearest.labels, centers.shape[0], xp=chunk.xp, dtype=chunk.xp.float64)
-    return weighted_sum(nearest.min_dist, chunk.weights, xp=chunk.xp), to_numpy(counts)
-
-
-class DaskLloydResult(NamedTuple):
-    """Outcome of one Lloyd run on Dask (centers in the centered coordinates)."""
-
-    centers: np.ndarray
-    inertia: float
-    counts: np.ndarray
-    n_iter: int
-    history: list
-
-
-def lloyd_dask(
-    rows: DaskRows,
-    centers_init: np.ndarray,
-    *,
-    max_iter: int,
-    tol: float,
-    on_iteration: Callable[[IterationRecord], None] | None = None,
-) -> DaskLloydResult:
-    """Lloyd iterations as map-reduce over the chunks of ``rows``.
-
-    The rule of :func:`kgpu._lloyd.lloyd`: stop when the summed squared center
-    shift is at most ``tol`` (absolute), so ``tol=0`` stops when the centers
-    no longer change (the labels did not change either); an empty cluster is
-    re-seeded by the farthest positive-weight point (:mod:`kgpu._empty`),
-    found among each chunk's farthest points. The labels are not kept between
-    passes, so :class:`IterationRecord` ``n_changed`` is -1.
-
-    Parameters
-    ----------
-    rows : DaskRows
-        With the centering offset in its context.
-    centers_init : ndarray of shape (k, d), dtype of the data
-        In the centered coordinates.
-    max_iter : int
-    tol : float
-    on_iteration : callable or None
-
-    Returns
-    -------
-    DaskLloydResult
-        The inertia and cluster counts are those of the returned centers
-        (one more pass).
-    """
-    xp = _numpy_namespace()
-    centers = np.asarray(centers_init)
-    history: list[IterationRecord] = []
-    no_rows = np.empty((0, rows.n_features), dtype=centers.dtype)
-    n_iter = 0
-    for n_iter in range(1, max_iter + 1):
-        started = time.perf_counter()
-        state = rows.map_reduce(chunk_lloyd_sums, centers)
-        if np.any(state.weights <= 0):
-            n_empty = int(np.count_nonzero(state.weights <= 0))
-            _, candidates, weights, labels, _ = rows.map_reduce(
-                chunk_relocation_candidates, centers, n_empty, combine=concat_parts
-            )
-            new_centers = _centers_from_sums(
-                candidates.astype(centers.dtype, copy=False), weights, centers, labels, state.sums, state.weights,
-                xp=xp, rows_per_block=max(1, candidates.shape[0]),
-            )
-        else:
-            new_centers = _centers_from_sums(
-                no_rows, None, centers, None, state.sums, state.weights, xp=xp, rows_per_block=1
-            )
-        center_shift = float(np.sum((new_centers - centers) ** 2))
-        centers = new_centers
-        record = IterationRecord(n_iter, center_shift, -1, time.perf_counter() - started)
-        history.append(record)
-        if on_iteration is not None:
-            on_iteration(record)
-        if center_shift <= tol:
-            break
-    inertia, counts = rows.map_reduce(chunk_objective, centers)
-    return DaskLloydResult(centers, float(inertia), counts, n_iter, history)
-
-
 # ------------------------------------------------------ k-means|| on chunks
 
 
@@ -622,19 +145,18 @@ def chunk_pick(chunk: Chunk, weight_before: float, uniform: float, total: float)
 
 
 def chunk_take(chunk: Chunk, local_ids: np.ndarray) -> np.ndarray:
-    """Centered rows ``local_ids`` of the chunk, on the host."""
+    """Rows ``local_ids`` of the chunk in the working frame, on the host."""
     ids = chunk.xp.asarray(local_ids, device=chunk.device)
     if chunk.context.homogeneous:
-        return to_numpy(chunk.xp.take(chunk.centered(), ids, axis=0))
+        return to_numpy(chunk.xp.take(chunk.working(), ids, axis=0))
     rows = chunk.xp.take(chunk.X, ids, axis=0)
-    offset = chunk.offset()
-    return to_numpy(rows if offset is None else rows - offset)
+    return to_numpy(chunk.frame().apply(rows))
 
 
 def chunk_closest(chunk: Chunk, closest_sq_dist: Any, new_rows: np.ndarray) -> Any:
     """The chunk's ``min(D^2)`` to the candidates so far (kept on the worker)."""
     return min_sq_dist_update(
-        chunk.centered(), chunk.on_device(new_rows), closest_sq_dist, xp=chunk.xp, budget_mib=chunk.context.budget_mib
+        chunk.working(), chunk.on_device(new_rows), closest_sq_dist, xp=chunk.xp, budget_mib=chunk.context.budget_mib
     )
 
 
@@ -653,7 +175,7 @@ def chunk_sample(chunk: Chunk, closest_sq_dist: Any, round_key: int, scale: floa
 def chunk_attracted_weight(chunk: Chunk, candidates: np.ndarray) -> np.ndarray:
     return to_numpy(
         attracted_weight(
-            chunk.centered(), chunk.on_device(candidates), chunk.weights, xp=chunk.xp, budget_mib=chunk.context.budget_mib
+            chunk.working(), chunk.on_device(candidates), chunk.weights, xp=chunk.xp, budget_mib=chunk.context.budget_mib
         )
     )
 
@@ -767,7 +289,7 @@ def initial_centers(
     n_clusters: int,
     random_state: np.random.RandomState,
 ) -> np.ndarray:
-    """Initial centers (host, dtype of the data, centered coordinates).
+    """Initial centers (host, dtype of the data, in the working frame of ``rows``).
 
     - ``"k-means||"``: as in memory (:func:`kgpu._init_parallel.parallel_centers`);
       for the same seed, the same candidates and centers as an in-memory fit.
@@ -778,7 +300,6 @@ def initial_centers(
     - ``"random"``: Forgy, row ids drawn on the host (with the same draws as in memory).
     - an array, or a callable ``init(X, n_clusters, random_state)`` given the Dask array.
     """
-    offset = rows.context.offset
     if isinstance(init, str):
         candidate_rows = DaskCandidateRows(rows)
         if init == "random":
@@ -791,7 +312,8 @@ def initial_centers(
     centers = init(X_user, n_clusters, random_state) if callable(init) else init
     what = "the init callable" if callable(init) else "init"
     centers = check_centers(centers, n_clusters, rows.n_features, rows.dtype, what)
-    return centers if offset is None else centers - offset
+    frame = rows.context.frame
+    return centers if frame is None else frame.apply(centers)
 
 
 def check_centers(centers: Any, n_clusters: int, n_features: int, dtype: Any, what: str) -> np.ndarray:
@@ -844,14 +366,15 @@ def fit_kmeans(estimator: Any, X: Any, sample_weight: Any, *, n_clusters: int, m
     check_n_clusters(n_clusters, rows.n_rows)
     moments = rows.map_reduce(chunk_moments, tol > 0, combine=merge_moments)
     check_moments(moments)
-    offset = moments.mean.astype(rows.dtype) if estimator.copy_x else None
-    variance = float(np.mean(moments.sq_dev / moments.total_weight))
-    absolute_tol = tol * variance if tol > 0 else 0.0
+    # The in-memory fit's working frame (kgpu._scale), from the same first pass.
+    frame = frame_of_moments(moments, rows.dtype, center=bool(estimator.copy_x))
+    estimator._working_frame = frame.to_host()
+    absolute_tol = tol * working_variance(moments, frame) if tol > 0 else 0.0
     # On a cluster, the working copy stays in the workers' memory for the
     # whole fit (and Dask recomputes a lost chunk from the input's graph);
     # with local threads, keeping it would hold all of X in this process.
-    raw_context = rows.context._replace(offset=offset)
-    rows = rows.working_copy(offset, persist=_distributed_client() is not None)
+    raw_context = rows.context._replace(frame=frame)
+    rows = rows.working_copy(frame, persist=distributed_client() is not None)
     random_state = check_random_state(estimator.random_state)
 
     best = None
@@ -867,7 +390,7 @@ def fit_kmeans(estimator: Any, X: Any, sample_weight: Any, *, n_clusters: int, m
             if best is None or result.inertia < best.inertia:
                 best = result
 
-    centers = best.centers if offset is None else best.centers + offset
+    centers = frame.restore(best.centers)
     n_distinct = int(np.count_nonzero(best.counts > 0))
     if n_distinct < n_clusters:
         warnings.warn(
@@ -878,7 +401,7 @@ def fit_kmeans(estimator: Any, X: Any, sample_weight: Any, *, n_clusters: int, m
         )
     estimator.cluster_centers_ = move_to(centers, rows.input_xp)
     estimator.labels_ = lazy_labels(check_dask_data(X), best.centers, raw_context)
-    estimator.inertia_ = best.inertia
+    estimator.inertia_ = frame.restore_distances(best.inertia, 2)
     estimator.n_iter_ = best.n_iter
     estimator.history_ = best.history
     estimator.backend_ = "dask"
@@ -894,7 +417,7 @@ def _labels_block(block: Any, centers: np.ndarray, context: ChunkContext) -> Any
 
     def labels_of(chunk: Chunk) -> Any:
         nearest = assign(
-            chunk.centered(), chunk.on_device(centers), xp=chunk.xp, rows_per_block=chunk.rows_per_block(centers.shape[0])
+            chunk.working(), chunk.on_device(centers), xp=chunk.xp, rows_per_block=chunk.rows_per_block(centers.shape[0])
         )
         return move_to(nearest.labels, chunk.input_xp, chunk.input_device)
 
@@ -907,8 +430,10 @@ def _distances_block(block: Any, centers: np.ndarray, context: ChunkContext) -> 
 
     def distances_of(chunk: Chunk) -> Any:
         distances = distance_matrix(
-            chunk.X, chunk.on_device(centers), xp=chunk.xp, metric=EUCLIDEAN_METRIC, budget_mib=context.budget_mib
+            chunk.working(), chunk.on_device(centers), xp=chunk.xp, metric=EUCLIDEAN_METRIC,
+            budget_mib=context.budget_mib,
         )
+        distances = chunk.frame().restore_distances(distances, 1)
         return move_to(distances, chunk.input_xp, chunk.input_device)
 
     return run_on_chunk(distances_of, block, None, 0, context)
@@ -917,7 +442,7 @@ def _distances_block(block: Any, centers: np.ndarray, context: ChunkContext) -> 
 def lazy_labels(X: Any, centers: np.ndarray, context: ChunkContext) -> Any:
     """Nearest center of every row as a lazy Dask array of int64 (``map_blocks``).
 
-    ``centers`` and ``context.offset`` are in the same coordinates.
+    ``centers`` are in the working frame of ``context`` (the rows are read in it).
     """
     from dask.array.utils import meta_from_array
 
@@ -927,33 +452,54 @@ def lazy_labels(X: Any, centers: np.ndarray, context: ChunkContext) -> Any:
     )
 
 
+def fitted_model(estimator: Any, rows: DaskRows) -> tuple[np.ndarray, ChunkContext, Frame]:
+    """``(centers, context, frame)``: the fitted centers in the model's working frame, and a
+    context that reads the rows in it.
+
+    As in memory (``_in_working_frame`` of the estimators): the fit's frame,
+    so that ``predict(X)`` equals ``labels_`` far from the origin; a model
+    whose fit kept no frame uses the centers' mean and scale.
+    """
+    from ._scale import is_translation_invariant
+
+    centers = _fitted_centers(estimator, rows.dtype)
+    stored = getattr(estimator, "_working_frame", None)
+    if stored is None or (stored[0] is not None and np.shape(stored[0]) != (centers.shape[1],)):
+        center = is_translation_invariant(estimator._objective_metric())
+        frame = frame_of_centers(centers, xp=_numpy_namespace(), center=center)
+    else:
+        origin = None if stored[0] is None else to_numpy(stored[0]).astype(rows.dtype)
+        frame = Frame(origin, int(stored[1]))
+    return frame.apply(centers), rows.context._replace(frame=frame), frame
+
+
 def predict_labels(estimator: Any, X: Any) -> Any:
     """:meth:`kgpu.KMeans.predict` of a Dask array: a lazy Dask array of int64.
 
     Non-finite rows are reported when the labels are computed.
     """
     rows = dask_rows(estimator, X, None, reset=False)
-    return lazy_labels(_checked_finite(rows.X), _fitted_centers(estimator, rows.dtype), rows.context)
+    centers, context, _ = fitted_model(estimator, rows)
+    return lazy_labels(_checked_finite(rows.X), centers, context)
 
 
 def transform(estimator: Any, X: Any) -> Any:
     """:meth:`kgpu.KMeans.transform` of a Dask array: lazy ``(n, k)`` Euclidean distances."""
     rows = dask_rows(estimator, X, None, reset=False)
-    centers = _fitted_centers(estimator, rows.dtype)
+    centers, context, _ = fitted_model(estimator, rows)
     data = _checked_finite(rows.X)
     return data.map_blocks(
-        _distances_block, centers, rows.context, dtype=rows.dtype, chunks=(data.chunks[0], (centers.shape[0],)),
+        _distances_block, centers, context, dtype=rows.dtype, chunks=(data.chunks[0], (centers.shape[0],)),
     )
 
 
 def score(estimator: Any, X: Any, sample_weight: Any) -> float:
     """:meth:`kgpu.KMeans.score` of a Dask array: minus the weighted inertia (one pass)."""
     rows = dask_rows(estimator, X, sample_weight, reset=False)
-    centers = _fitted_centers(estimator, rows.dtype)
-    moments_and_objective = rows.map_reduce(_chunk_checked_objective, centers, combine=_merge_checked)
-    moments, inertia = moments_and_objective
+    centers, context, frame = fitted_model(estimator, rows)
+    moments, inertia = rows.with_context(context).map_reduce(_chunk_checked_objective, centers, combine=_merge_checked)
     check_moments(moments)
-    return -float(inertia)
+    return -frame.restore_distances(float(inertia), 2)
 
 
 def _chunk_checked_objective(chunk: Chunk, centers: np.ndarray) -> tuple[Moments, float]:
@@ -1011,9 +557,10 @@ def partial_fit_minibatch(estimator: Any, X: Any, sample_weight: Any) -> Any:
         type(estimator).partial_fit(estimator, block, sample_weight=block_weights)
     if estimator.compute_labels and hasattr(estimator, "cluster_centers_"):
         rows = dask_rows(estimator, X, weights, reset=False)
-        centers = _fitted_centers(estimator, rows.dtype)
-        estimator.labels_ = lazy_labels(rows.X, centers, rows.context)
-        estimator.inertia_ = float(rows.map_reduce(chunk_objective, centers)[0])
+        centers, context, frame = fitted_model(estimator, rows)
+        estimator.labels_ = lazy_labels(rows.X, centers, context)
+        inertia = rows.with_context(context).map_reduce(chunk_objective, centers)[0]
+        estimator.inertia_ = frame.restore_distances(float(inertia), 2)
     return estimator
 
 

@@ -12,8 +12,9 @@ dense copy of ``X``: memory stays ``O(nnz + n + k * d)``.
 
 Arithmetic is in float64 whatever the input's dtype (the centers are
 returned in the input's dtype, as for dense input). The data stays on the
-host: SciPy's sparse formats are the CPU's; ``cupyx.scipy.sparse`` (GPU) is
-not supported yet. These kernels are called explicitly by the estimators for
+host: SciPy's sparse formats are the CPU's (a PyTorch sparse tensor on the
+CPU is viewed as one, :func:`scipy_view`); ``cupyx.scipy.sparse`` and sparse
+tensors on a GPU are not supported yet. These kernels are called explicitly by the estimators for
 sparse input, not through the kernel table: ``KGPU_FAST=0`` does not turn
 sparse support off.
 """

@@ -384,3 +384,23 @@ def test_caller_array_untouched(xp):
 
 def test_public_name():
     assert "BisectingKMeans" in kgpu.__all__
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("strategy", ["biggest_inertia", "largest_cluster"])
+def test_compiled_splits_build_the_reference_tree(monkeypatch, dtype, strategy):
+    # The NumPy fast path (operation "bisect") against the array-API reference (KGPU_FAST=0).
+    X, _ = make_blobs(n_samples=6000, n_features=5, centers=6, cluster_std=1.5, random_state=3)
+    X = X.astype(dtype)
+    weights = np.random.default_rng(0).uniform(0.5, 2.0, X.shape[0])
+    params = dict(n_clusters=6, init="random", random_state=0, tol=0, bisecting_strategy=strategy)
+    fast = BisectingKMeans(**params).fit(X, sample_weight=weights)
+    monkeypatch.setenv("KGPU_FAST", "0")
+    reference = BisectingKMeans(**params).fit(X, sample_weight=weights)
+    np.testing.assert_array_equal(fast.labels_, reference.labels_)
+    assert [(s.parent, s.left_size, s.right_size, s.n_iter) for s in fast.split_tree_] == [
+        (s.parent, s.left_size, s.right_size, s.n_iter) for s in reference.split_tree_
+    ]
+    rtol = 1e-5 if dtype == np.float32 else 1e-9
+    np.testing.assert_allclose(fast.cluster_centers_, reference.cluster_centers_, rtol=rtol, atol=rtol * 10)
+    assert fast.inertia_ == pytest.approx(reference.inertia_, rel=1e-6)

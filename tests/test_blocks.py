@@ -54,6 +54,9 @@ _PINNED_FIT = textwrap.dedent(
         "BisectingKMeans": (BisectingKMeans(n_clusters=8, random_state=0), X),
         "KMedoids-alternate": (KMedoids(n_clusters=8, method="alternate", random_state=0), X[:6000]),
         "KMedoids-pam": (KMedoids(n_clusters=8, method="pam", random_state=0), X[:3000]),
+        "KMeans-float16": (KMeans(n_clusters=8, n_init=1, random_state=0), X.astype(np.float16)),
+        "KMeans-elkan-float16": (KMeans(n_clusters=8, n_init=1, algorithm="elkan", random_state=0), X.astype(np.float16)),
+        "MiniBatchKMeans-float16": (MiniBatchKMeans(n_clusters=8, n_init=1, max_iter=5, random_state=0), X.astype(np.float16)),
     }}
     digests = {{}}
     for name, (model, data) in estimators.items():

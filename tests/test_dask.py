@@ -15,6 +15,7 @@ import threading
 import numpy as np
 import pytest
 from sklearn.datasets import make_blobs
+from sklearn.metrics import adjusted_rand_score
 
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
@@ -150,6 +151,47 @@ def test_minibatch_fit_feeds_the_chunks_to_partial_fit_in_order(client):
     # partial_fit of a Dask array continues from there, one step per chunk.
     result.partial_fit(_chunked(X[:1000], rows=500))
     assert result.n_steps_ == 6
+
+
+def test_far_from_the_origin_and_at_extreme_scales_on_a_cluster_as_in_memory(client):
+    # The fit's working frame (origin and power-of-two scale) comes from the
+    # first pass over the chunks; the Lloyd passes, labels_ and predict use it.
+    X, y = make_blobs(n_samples=600, n_features=4, centers=3, cluster_std=1.0, center_box=(-20, 20), random_state=0)
+    for data in ((X + 1e5).astype(np.float32), X * 1e300, X * 1e-300, (X * 1e30).astype(np.float32)):
+        init = data[[0, 200, 400]]
+        expected = KMeans(3, init=init, tol=0.0).fit(data)
+        result = KMeans(3, init=init, tol=0.0).fit(_chunked(data, rows=150))
+        labels = result.labels_.compute()
+        assert_equal(labels, expected.labels_)
+        assert adjusted_rand_score(y, labels) == 1.0
+        assert result.n_iter_ == expected.n_iter_
+        rtol = 1e-5 if data.dtype == np.float32 else 1e-10
+        assert_close(result.cluster_centers_, expected.cluster_centers_, rtol=rtol, atol=0.0)
+        assert result.inertia_ == pytest.approx(expected.inertia_, rel=rtol)
+        assert_equal(result.predict(_chunked(data, rows=250)).compute(), labels)
+
+
+def test_one_task_per_chunk_per_iteration(client):
+    # max_iter stops the fit before it converges: every pass is one task per
+    # chunk, the root of each Lloyd pass takes the means (no task of its own),
+    # and the pass for the final inertia is the only one after the last iteration.
+    X = np.array(_blobs(n_samples=4000, centers=20, seed=4))
+    init = X[:20]
+    expected = KMeans(20, init=init, max_iter=3, tol=0.0).fit(X)
+    X_dask = client.persist(_chunked(X, rows=500))  # 8 chunks
+    distributed.wait(X_dask)
+    with distributed.get_task_stream(client) as stream:
+        result = KMeans(20, init=init, max_iter=3, tol=0.0).fit(X_dask)
+    _assert_same_fit(result, expected)
+    assert result.n_iter_ == 3
+    keys = [str(task["key"][0] if isinstance(task["key"], tuple) else task["key"]) for task in stream.data]
+    names = [key.split("-")[1] if key.startswith("kgpu-") else key.split("-")[0] for key in keys]
+    assert names.count("run_on_chunk") == 8  # the first pass (a Dask graph)
+    assert names.count("_working_copy_block") == 8
+    assert names.count("chunk_lloyd_sums") == 3 * 8
+    assert names.count("lloyd_update") == 3
+    assert names.count("chunk_objective") == 8  # the final inertia
+    assert names.count("add_parts") == 1
 
 
 # ------------------------------------------------------------- robustness

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import make_blobs
 
-from kgpu import BisectingKMeans, KMeans, KMedians, MiniBatchKMeans, kmeans_plusplus
+from kgpu import BisectingKMeans, KMeans, KMedians, KMedoids, MiniBatchKMeans, kmeans_plusplus
 from kgpu import metrics
 from kgpu._backend import cuda_available
 from kgpu._validation import check_data
@@ -39,6 +39,7 @@ ESTIMATORS = [
     pytest.param(lambda: MiniBatchKMeans(4, random_state=0, batch_size=256), id="MiniBatchKMeans"),
     pytest.param(lambda: BisectingKMeans(4, random_state=0), id="BisectingKMeans"),
     pytest.param(lambda: KMedians(4, random_state=0), id="KMedians"),
+    pytest.param(lambda: KMedoids(4, random_state=0), id="KMedoids"),  # converts X: its n x n matrix dominates
 ]
 
 

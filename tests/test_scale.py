@@ -172,6 +172,89 @@ def test_predict_equals_labels_far_from_the_origin_on_every_backend(blobs, xp):
         assert_equal(model.predict(X_far), model.labels_)
 
 
+# ---------------------------------------------------------- Dask arrays
+# A Dask fit computes in the in-memory fit's working frame (origin and scale
+# from its first pass): the same partition at any scale and far from the
+# origin, and predict / transform / score of a Dask array read the rows in it.
+# Dask's local scheduler here; tests/test_dask.py runs the same on a cluster.
+
+
+def _dask(X, rows=70):
+    da = pytest.importorskip("dask.array")
+    return da.from_array(X, chunks=(rows, X.shape[1]))
+
+
+@pytest.mark.parametrize("dtype,scale", [("float64", 1e300), ("float64", 1e-300), ("float64", 1e200), ("float64", 1e-170),
+                                         ("float32", 1e30), ("float32", 1e-30)])
+@pytest.mark.parametrize("init", ["k-means||", "random"])
+def test_kmeans_on_dask_finds_the_blobs_at_extreme_scales(blobs, dtype, scale, init):
+    X, y = blobs
+    X_scaled = (X * scale).astype(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = KMeans(n_clusters=3, init=init, n_init=10, random_state=0).fit(_dask(X_scaled))
+    labels = model.labels_.compute()
+    assert adjusted_rand_score(y, labels) == 1.0
+    assert np.all(np.isfinite(model.cluster_centers_))
+    assert_equal(model.predict(_dask(X_scaled, rows=110)).compute(), labels)
+    assert_equal(model.predict(X_scaled), labels)  # in memory, in the same frame
+
+
+@pytest.mark.parametrize("dtype,exponent", [("float64", 1000), ("float64", -1000), ("float32", 100), ("float32", -100)])
+def test_kmeans_on_dask_is_exact_under_a_power_of_two_scale(blobs, dtype, exponent):
+    X, _ = blobs
+    X = X.astype(dtype)
+    init = X[[0, 100, 200]]
+    reference = KMeans(n_clusters=3, init=init, n_init=1).fit(_dask(X))
+    factor = 2.0**exponent
+    X_scaled = (X.astype(np.float64) * factor).astype(dtype)
+    scaled = KMeans(n_clusters=3, init=(init.astype(np.float64) * factor).astype(dtype), n_init=1).fit(_dask(X_scaled))
+    in_memory = KMeans(n_clusters=3, init=(init.astype(np.float64) * factor).astype(dtype), n_init=1).fit(X_scaled)
+    assert_equal(scaled.labels_.compute(), reference.labels_.compute())
+    assert_equal(scaled.labels_.compute(), in_memory.labels_)
+    assert scaled.n_iter_ == reference.n_iter_ == in_memory.n_iter_
+    # A power-of-two scale is exact: the same bits, scaled.
+    assert_equal(scaled.cluster_centers_.astype(np.float64) / factor, reference.cluster_centers_.astype(np.float64))
+    rtol = 1e-5 if dtype == "float32" else 1e-12
+    assert_close(scaled.cluster_centers_.astype(np.float64) / factor, in_memory.cluster_centers_.astype(np.float64) / factor,
+                 rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize("scale", [2.0**1000, 2.0**-1000])
+def test_kmeans_on_dask_transform_and_score_come_back_in_the_data_units(blobs, scale):
+    X, _ = blobs
+    init = X[[0, 100, 200]]
+    reference = KMeans(n_clusters=3, init=init, n_init=1).fit(X)
+    X_scaled = X * scale
+    model = KMeans(n_clusters=3, init=init * scale, n_init=1).fit(_dask(X_scaled))
+    assert_close(model.transform(_dask(X_scaled)).compute(), reference.transform(X) * scale, rtol=1e-12)
+    expected_score = reference.score(X) * scale * scale
+    if math.isfinite(expected_score) and expected_score != 0:
+        assert model.score(_dask(X_scaled)) == pytest.approx(expected_score, rel=1e-12)
+        assert model.inertia_ == pytest.approx(reference.inertia_ * scale * scale, rel=1e-12)
+    else:  # the true value is beyond float64: inf or 0, never NaN
+        assert model.inertia_ in (math.inf, 0.0)
+        assert model.score(_dask(X_scaled)) in (-math.inf, 0.0)
+
+
+@pytest.mark.parametrize("init", ["k-means||", "random", "array"])
+def test_kmeans_on_dask_far_from_the_origin_gives_the_same_partition(blobs, init):
+    X, y = blobs
+    X_far = (X + 1e5).astype(np.float32)
+    start = X_far[[0, 100, 200]] if init == "array" else init
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = KMeans(n_clusters=3, init=start, n_init=1 if init == "array" else 10, random_state=0).fit(_dask(X_far))
+        in_memory = KMeans(n_clusters=3, init=start, n_init=1 if init == "array" else 10, random_state=0).fit(X_far)
+    labels = model.labels_.compute()
+    assert adjusted_rand_score(y, labels) == 1.0
+    assert_equal(labels, in_memory.labels_)
+    assert_equal(model.predict(_dask(X_far, rows=110)).compute(), labels)
+    assert_equal(model.predict(X_far), labels)
+    # A model fitted in memory predicts a Dask array in its own frame too.
+    assert_equal(in_memory.predict(_dask(X_far)).compute(), in_memory.labels_)
+
+
 # ----------------------------------------------------------------- metrics
 @pytest.mark.parametrize("metric", ["euclidean", "sqeuclidean", "manhattan"])
 def test_silhouette_of_float32_far_from_zero_matches_scikit_learn_float64(blobs, xp, metric):

@@ -6,6 +6,7 @@
   it (``kgpu._assign``, ``kgpu._segment``, ...); it is always registered, so a
   backend with no native kernel, or one whose kernel failed its self-check,
   runs the reference.
-- Native implementations (``cpu_numba``, ``cpu_numba_medoids``, ``gpu_triton``) register themselves
+- Native implementations (``cpu_numba``, ``cpu_numba_medoids``, ``cpu_numba_bisect``,
+  ``gpu_triton``) register themselves
   for the backends they serve.
 """

@@ -31,7 +31,12 @@ ANY_BACKEND = "*"
 
 #: Modules holding native implementations, imported on first lookup so that
 #: numba or triton are only loaded when a kernel may run.
-NATIVE_MODULES = ("kgpu._kernels.cpu_numba", "kgpu._kernels.cpu_numba_medoids", "kgpu._kernels.gpu_triton")
+NATIVE_MODULES = (
+    "kgpu._kernels.cpu_numba",
+    "kgpu._kernels.cpu_numba_medoids",
+    "kgpu._kernels.cpu_numba_bisect",
+    "kgpu._kernels.gpu_triton",
+)
 
 
 @dataclass

@@ -8,15 +8,16 @@ also takes the weighted means (:func:`lloyd_update`), so the M-step costs no
 task of its own.
 
 On a ``dask.distributed`` cluster (:class:`ClusterPasses`) the passes are
-futures. The next pass is submitted before the host has read this one: its
-tasks take the root of this pass as their centers (the workers fetch it once
-each, from the worker that holds it; the centers are never embedded in the
-tasks), so the scheduler starts them as soon as the root is done while the
-host reads the root's few numbers (center shift, empty clusters): one host
-round trip per iteration, overlapping the workers' next pass. When the host
-decides to stop, or must re-seed an empty cluster, the pass sent ahead is
-cancelled. With Dask's local scheduler (:class:`LocalPasses`) each pass is
-one ``dask.compute``.
+futures, and the next pass is submitted before the host has read this one.
+Its tasks take the top of this pass's reduction (at most ``SPLIT_EVERY``
+partial sums, a few kilobytes each) and take the means themselves, exactly
+as the root does, so they start as soon as the partial sums exist: the
+centers reach each worker once per iteration and are never embedded in the
+tasks, and the scheduler does not wait for the root. The host reads the root
+(center shift, empty clusters): one host round trip per iteration,
+overlapping the workers' next pass. When the host decides to stop, or must
+re-seed an empty cluster, the pass sent ahead is cancelled. With Dask's local
+scheduler (:class:`LocalPasses`) each pass is one ``dask.compute``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ._assign import assign, assign_and_accumulate, weighted_sum
 from ._backend import to_numpy
 from ._dask_chunks import (
     Chunk,
+    SPLIT_EVERY,
     DaskRows,
     _numpy_namespace,
     add_parts,
@@ -72,14 +74,22 @@ class LloydUpdate(NamedTuple):
     n_empty: int
 
 
-def centers_of(source: Any) -> np.ndarray:
-    """The centers a pass starts from: an array, or the :class:`LloydUpdate` of the pass before."""
+def centers_of(source: Any, *parts: LloydState) -> np.ndarray:
+    """The centers a pass starts from.
+
+    ``source`` is an array of centers or the :class:`LloydUpdate` of a pass;
+    with ``parts`` (partial sums of the pass that started from ``source``),
+    the means of the parts, as :func:`lloyd_update` takes them.
+    """
+    if parts:
+        return lloyd_update(source, *parts).centers
     return source.centers if isinstance(source, LloydUpdate) else source
 
 
-def chunk_lloyd_sums(chunk: Chunk, source: Any) -> LloydState:
-    """The fused E-step and M-step sums of one chunk (:func:`assign_and_accumulate`)."""
-    centers = centers_of(source)
+def chunk_lloyd_sums(chunk: Chunk, source: Any, *parts: LloydState) -> LloydState:
+    """The fused E-step and M-step sums of one chunk (:func:`assign_and_accumulate`) from
+    the centers of ``source`` and ``parts`` (:func:`centers_of`)."""
+    centers = centers_of(source, *parts)
     step = assign_and_accumulate(
         chunk.design(), chunk.weights, chunk.on_device(centers), xp=chunk.xp,
         rows_per_block=chunk.rows_per_block(centers.shape[0]),
@@ -122,9 +132,10 @@ def chunk_relocation_candidates(chunk: Chunk, centers: Any, n_points: int) -> tu
     )
 
 
-def chunk_objective(chunk: Chunk, source: Any) -> tuple[float, np.ndarray]:
-    """Weighted inertia of the chunk on the centers (working frame) and the row count of each cluster."""
-    centers = centers_of(source)
+def chunk_objective(chunk: Chunk, source: Any, *parts: LloydState) -> tuple[float, np.ndarray]:
+    """Weighted inertia of the chunk on the centers (working frame; :func:`centers_of`) and
+    the row count of each cluster."""
+    centers = centers_of(source, *parts)
     # The working copy (or a chunk read into the working frame) is contiguous:
     # the native assignment kernel takes it as it is.
     rows = chunk.X if chunk.context.homogeneous else chunk.working()
@@ -151,7 +162,7 @@ class LocalPasses:
     def put(self, centers: np.ndarray) -> Any:
         return centers
 
-    def follow(self, pending: Any, centers: np.ndarray) -> Any:
+    def follow(self, pending: Any, centers: np.ndarray | None = None) -> Any:
         """What the next pass starts from: the host's copy of the centers."""
         return centers
 
@@ -172,14 +183,37 @@ class LocalPasses:
         return None
 
 
+class SentPass(NamedTuple):
+    """A pass submitted to the cluster.
+
+    Attributes
+    ----------
+    root : Future
+        The pass's result (a :class:`LloydUpdate`, or the objective).
+    tasks : list of Future
+        Every task of the pass (what :meth:`ClusterPasses.cancel` drops).
+    next_source : tuple or None
+        What a Lloyd pass after this one starts from (see :class:`ClusterPasses`).
+    """
+
+    root: Any
+    tasks: list
+    next_source: Any = None
+
+
 class ClusterPasses:
     """Passes as ``dask.distributed`` futures over the persisted chunks: one task per chunk.
 
-    The context (frame, budget) is scattered once per fit with the first
-    centers, later centers only when the host re-seeds an empty cluster
-    (:meth:`put`): a pass that follows another takes
-    that pass's root future as its centers (:meth:`follow`), so its tasks
-    can be submitted before the root is computed.
+    A pass starts from a *source* ``(previous, parts, held)``: its centers are
+    the means of ``parts`` (the top of the previous pass's reduction, at most
+    :data:`~kgpu._dask_chunks.SPLIT_EVERY` partial sums) from the centers of
+    ``previous`` (:func:`lloyd_update`), or the centers of ``previous`` alone
+    when there are no parts; ``held`` is a future holding those centers. The
+    chunk tasks of the next pass therefore wait only for the partial sums of
+    this one, not for its root: the root (the means, for the host) is
+    computed beside them. The context (frame, budget) is scattered once per
+    fit with the first centers, later centers only when the host re-seeds an
+    empty cluster (:meth:`put`).
     """
 
     ahead = True
@@ -202,42 +236,56 @@ class ClusterPasses:
     def _submit(self, fn: Callable[..., Any], *args: Any) -> Any:
         return self.client.submit(fn, *args, key=self._key(fn))
 
-    def _map(self, fn: Callable[..., Any], source: Any) -> list:
+    def _map(self, fn: Callable[..., Any], source: tuple) -> list:
         """One task per chunk, submitted as one graph."""
+        previous, parts, _ = source
         n_chunks = len(self.chunks)
+        columns = [[previous] * n_chunks] + [[part] * n_chunks for part in parts]
         return self.client.map(
             run_on_chunk, [fn] * n_chunks, self.chunks, self.weights or [None] * n_chunks,
-            [int(start) for start in self.rows.starts], [self.context] * n_chunks, [source] * n_chunks,
+            [int(start) for start in self.rows.starts], [self.context] * n_chunks, *columns,
             key=[self._key(fn) for _ in range(n_chunks)],
         )
 
-    def put(self, centers: np.ndarray) -> Any:
+    def _reduce(self, parts: list, tasks: list) -> list:
+        """Tree levels of :func:`add_parts` until at most ``SPLIT_EVERY`` parts are left."""
+        while len(parts) > SPLIT_EVERY:
+            parts = [self._submit(add_parts, *parts[i : i + SPLIT_EVERY]) for i in range(0, len(parts), SPLIT_EVERY)]
+            tasks += parts
+        return parts
+
+    def put(self, centers: np.ndarray) -> tuple:
         # One round trip; the context travels with the first centers (in a
         # list: a named tuple would be scattered field by field).
         if self.context is None:
-            self.context, source = self.client.scatter([self.rows.context, np.asarray(centers)], broadcast=True, hash=False)
-            return source
-        [source] = self.client.scatter([np.asarray(centers)], broadcast=True, hash=False)
-        return source
+            self.context, held = self.client.scatter([self.rows.context, np.asarray(centers)], broadcast=True, hash=False)
+        else:
+            [held] = self.client.scatter([np.asarray(centers)], broadcast=True, hash=False)
+        return (held, (), held)
 
-    def follow(self, pending: Any, centers: np.ndarray) -> Any:
-        """What the next pass starts from: the root future of ``pending`` (already on a worker)."""
-        return pending
+    def follow(self, pending: SentPass, centers: np.ndarray | None = None) -> tuple:
+        """What the next pass starts from: ``pending``'s partial sums (already submitted)."""
+        return pending.next_source
 
-    def lloyd(self, source: Any) -> Any:
-        parts = self._map(chunk_lloyd_sums, source)
-        return tree_reduce(parts, add_parts, submit=self._submit, root=lloyd_update, root_args=(source,))
+    def lloyd(self, source: tuple) -> SentPass:
+        tasks = self._map(chunk_lloyd_sums, source)
+        top = self._reduce(list(tasks), tasks)
+        root = self._submit(lloyd_update, source[2], *top)
+        return SentPass(root, tasks + [root], (source[2], tuple(top), root))
 
-    def objective(self, source: Any) -> Any:
-        return tree_reduce(self._map(chunk_objective, source), add_parts, submit=self._submit)
+    def objective(self, source: tuple) -> SentPass:
+        tasks = self._map(chunk_objective, source)
+        top = self._reduce(list(tasks), tasks)
+        root = self._submit(add_parts, *top) if len(top) > 1 else top[0]
+        return SentPass(root, tasks + [root])
 
-    def result(self, handle: Any) -> Any:
-        return handle.result()
+    def result(self, handle: SentPass) -> Any:
+        return handle.root.result()
 
-    def cancel(self, handle: Any) -> None:
+    def cancel(self, handle: SentPass | None) -> None:
         # Tasks of the pass not started yet are dropped; running ones finish unused.
         if handle is not None:
-            self.client.cancel([handle])
+            self.client.cancel(handle.tasks)
 
 
 def passes_for(rows: DaskRows) -> LocalPasses | ClusterPasses:
@@ -317,7 +365,10 @@ def lloyd_dask(
         started = time.perf_counter()
         last = n_iter == max_iter
         # Sent before this pass is read: the workers go on while the host reads it.
-        ahead = (passes.objective(pending) if last else passes.lloyd(pending)) if passes.ahead else None
+        ahead = None
+        if passes.ahead:
+            following = passes.follow(pending)
+            ahead = passes.objective(following) if last else passes.lloyd(following)
         update = passes.result(pending)
         new_centers, center_shift = update.centers, update.shift
         source = passes.follow(pending, new_centers)

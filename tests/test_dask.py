@@ -171,6 +171,17 @@ def test_far_from_the_origin_and_at_extreme_scales_on_a_cluster_as_in_memory(cli
         assert_equal(result.predict(_chunked(data, rows=250)).compute(), labels)
 
 
+def test_more_chunks_than_the_fan_in_are_reduced_in_a_tree_as_in_memory(client):
+    # 23 chunks: each pass reduces in two levels (the next pass takes the top
+    # three partial sums), converged or stopped by max_iter.
+    X = np.array(_blobs())
+    init = X[[0, 400, 800, 1200, 1600]]
+    for max_iter in (300, 2):
+        expected = KMeans(5, init=init, tol=0.0, max_iter=max_iter).fit(X)
+        result = KMeans(5, init=init, tol=0.0, max_iter=max_iter).fit(_chunked(X, rows=90))
+        _assert_same_fit(result, expected)
+
+
 def test_one_task_per_chunk_per_iteration(client):
     # max_iter stops the fit before it converges: every pass is one task per
     # chunk, the root of each Lloyd pass takes the means (no task of its own),

@@ -41,6 +41,7 @@ reference). ``KGPU_FAST=0`` turns them all off.
 
 from __future__ import annotations
 
+import bisect
 from typing import Any
 
 import array_api_compat.numpy as _NUMPY
@@ -116,16 +117,18 @@ def _lloyd_rows(X, weights, operand_t, center_norms, n_features, start, stop, ti
     The rows are taken ``tile_rows`` at a time, so that a tile's rows and
     scores stay in cache between the GEMM (:func:`_score_tile`) and the
     accumulation that reads the rows again. ``part`` is ``(k, d + 1)``: the
-    weighted sums, then the weights in the last column; rows are added in row
-    order. Returns the number of rows whose label differs from ``previous``
-    (0 when ``previous`` is empty).
+    weighted sums, then the weights in the last column; rows are added to
+    what it holds, in row order, so a task cut in pieces that run one after
+    the other into the same ``part`` sums exactly as the whole task. Scratch
+    is allocated before anything is added: a piece that runs out of memory
+    leaves ``part`` untouched and can be retried. Returns the number of rows
+    whose label differs from ``previous`` (0 when ``previous`` is empty).
     """
     n_clusters = operand_t.shape[0]
     tile_buffer = np.empty(n_clusters * tile_rows, dtype=X.dtype)
     nearest = np.empty(tile_rows, dtype=np.int64)
     nearest_score = np.empty(tile_rows, dtype=X.dtype)
     compare = previous.shape[0] > 0
-    part[:, :] = 0.0
     n_changed = 0
     for first in range(start, stop, tile_rows):
         last = min(first + tile_rows, stop)
@@ -299,6 +302,21 @@ def task_rounds(n_rows: int, rows_per_tile: int, partial_floats: int) -> list[li
     return [tasks[first : first + per_round] for first in range(0, len(tasks), per_round)]
 
 
+def tile_tasks(tasks: list[tuple[int, int]], rows_per_tile: int) -> list[tuple[int, int]]:
+    """Row tasks as ``(first_tile, last_tile)`` ranges, the unit the thread pool runs and splits.
+
+    A task that runs out of memory is split in halves (:func:`kgpu._blocks.map_blocks`);
+    counted in tiles, every piece starts on a tile boundary, so the GEMMs
+    see the same tiles as the whole task and round the same way.
+    """
+    return [(start // rows_per_tile, -(-stop // rows_per_tile)) for start, stop in tasks]
+
+
+def tile_span(first_tile: int, last_tile: int, rows_per_tile: int, n_rows: int) -> tuple[int, int]:
+    """Rows ``(start, stop)`` of tiles ``first_tile:last_tile``."""
+    return first_tile * rows_per_tile, min(last_tile * rows_per_tile, n_rows)
+
+
 def _operand_t(centers: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The ``(k, w)`` GEMM operand for rows ``X`` of width ``w``, and the norms added to its scores.
 
@@ -369,17 +387,23 @@ def lloyd_step_numba(
     n_changed = 0
     rows_per_tile = tile_rows(n_clusters, n_features, X.dtype.itemsize)
     for tasks in task_rounds(n_rows, rows_per_tile, n_clusters * (n_features + 1)):
-        partials = np.empty((len(tasks), n_clusters, n_features + 1), dtype=np.float64)
+        partials = np.zeros((len(tasks), n_clusters, n_features + 1), dtype=np.float64)
+        tiled = tile_tasks(tasks, rows_per_tile)
+        first_tiles = [first for first, _ in tiled]
 
-        slot = {start: index for index, (start, _) in enumerate(tasks)}
-
-        def one_task(start: int, stop: int) -> int:
+        def one_task(first_tile: int, last_tile: int) -> int:
+            # The pool may hand over a piece of a task (split after running
+            # out of memory): it adds into its task's partials. The pieces
+            # of one task run in row order on one thread, so the task sums
+            # the same bits, whole or in pieces.
+            slot = bisect.bisect_right(first_tiles, first_tile) - 1
+            start, stop = tile_span(first_tile, last_tile, rows_per_tile, n_rows)
             return _lloyd_rows(
                 X, weights, operand_t, center_norms, n_features, start, stop, rows_per_tile, previous, labels,
-                partials[slot[start]],
+                partials[slot],
             )
 
-        n_changed += sum(map_blocks(one_task, tasks, np))
+        n_changed += sum(map_blocks(one_task, tiled, np))
         # Task order, whichever thread computed each task.
         for part in partials:
             totals += part
@@ -451,11 +475,12 @@ def assign_numba(
     min_dist = np.empty(n_rows, dtype=np.float64 if float64_distances else X.dtype)
     centers_work = np.ascontiguousarray(centers, dtype=X.dtype)
     rows_per_tile = tile_rows(n_clusters, n_features, X.dtype.itemsize)
-    tasks = [task for tasks in task_rounds(n_rows, rows_per_tile, 0) for task in tasks]
+    tasks = tile_tasks([task for tasks in task_rounds(n_rows, rows_per_tile, 0) for task in tasks], rows_per_tile)
     if metric.name in ("sqeuclidean", "euclidean"):
         operand_t, center_norms = _operand_t(centers_work, X)
 
-        def one_task(start: int, stop: int) -> None:
+        def one_task(first_tile: int, last_tile: int) -> None:
+            start, stop = tile_span(first_tile, last_tile, rows_per_tile, n_rows)
             _assign_rows(X, centers_work, operand_t, center_norms, start, stop, rows_per_tile, labels, min_dist)
 
         map_blocks(one_task, tasks, np)
@@ -468,7 +493,8 @@ def assign_numba(
         centers_t = np.ascontiguousarray(centers_work.T, dtype=np.float64)
         p = float(metric.p)
 
-        def one_task(start: int, stop: int) -> None:
+        def one_task(first_tile: int, last_tile: int) -> None:
+            start, stop = tile_span(first_tile, last_tile, rows_per_tile, n_rows)
             _assign_minkowski(X, centers_t, p, start, stop, labels, min_dist)
 
         map_blocks(one_task, tasks, np)

@@ -69,14 +69,22 @@ print(json.dumps({"added": status("VmHWM") - before, "anonymous": anonymous_peak
 """
 
 
-def run_child(library: str, path: str, mode: str, k: int, iterations: int, init: str) -> dict:
-    result = subprocess.run(
+def start_child(library: str, path: str, mode: str, k: int, iterations: int, init: str) -> subprocess.Popen:
+    return subprocess.Popen(
         [sys.executable, "-c", _CHILD, library, path, mode, str(k), str(iterations), init],
-        capture_output=True, text=True, check=False,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    if result.returncode != 0:
-        raise RuntimeError(f"{library} {mode} failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def finish_child(child: subprocess.Popen, library: str, mode: str) -> dict:
+    stdout, stderr = child.communicate()
+    if child.returncode != 0:
+        raise RuntimeError(f"{library} {mode} failed:\n{stderr[-3000:]}")
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def run_child(library: str, path: str, mode: str, k: int, iterations: int, init: str) -> dict:
+    return finish_child(start_child(library, path, mode, k, iterations, init), library, mode)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--init", default="k-means++")
     parser.add_argument("--out", default=None)
+    parser.add_argument(
+        "--concurrent", action="store_true",
+        help="run the fits at the same time (each in its own process: the memory figures do not change, the seconds do)",
+    )
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -98,12 +110,18 @@ def main(argv: list[str] | None = None) -> int:
     data_bytes = X.nbytes
     runs = [("kgpu", "memory"), ("scikit-learn", "memory"), ("kgpu", "memmap")]
     rows = []
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "X.npy")
         np.save(path, X)
         del X
-        for library, mode in runs:
-            measured = run_child("kgpu" if library == "kgpu" else "sklearn", path, mode, args.k, args.iterations, args.init)
+        def child(library: str, mode: str) -> subprocess.Popen:
+            return start_child("kgpu" if library == "kgpu" else "sklearn", path, mode, args.k, args.iterations, args.init)
+
+        if args.concurrent:
+            children = [child(library, mode) for library, mode in runs]
+        for index, (library, mode) in enumerate(runs):
+            measured = finish_child(children[index] if args.concurrent else child(library, mode), library, mode)
             rows.append((library, mode, measured["added"], measured["anonymous"], measured["seconds"]))
 
     lines = [
@@ -115,7 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         "Each fit in its own process. *fit added*: peak RSS (VmHWM, reset before the fit) less RSS before it; "
         "for a memmap it counts the file's pages read into the page cache. *anonymous*: peak of the process's "
         "own memory (RssAnon, sampled every 5 ms) less its value before the fit. "
-        "Shared machine: the seconds are noisy, the memory is not.",
+        "Shared machine: the seconds are noisy, the memory is not"
+        + (" (the fits ran at the same time, each in its own process)." if args.concurrent else "."),
+        f"Load average before: {' '.join(f'{value:.2f}' for value in load_before)}; "
+        f"after: {' '.join(f'{value:.2f}' for value in os.getloadavg())}.",
         "",
         "| library | data | fit added (MiB) | x data size | anonymous (MiB) | x data size | seconds |",
         "|---|---|---:|---:|---:|---:|---:|",

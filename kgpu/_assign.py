@@ -123,6 +123,7 @@ def assign(
     metric: Metric = SQEUCLIDEAN,
     rows_per_block: int | None = None,
     budget_mib: float | None = None,
+    float64_distances: bool = False,
 ) -> Assignment:
     """Nearest center and the distance to it for every row of ``X`` (operation ``"assign"``).
 
@@ -130,7 +131,10 @@ def assign(
     (:mod:`kgpu._kernels.dispatch`); :func:`assign_reference` is the
     array-API reference, documented there.
     """
-    return call("assign", X, centers, xp=xp, metric=metric, rows_per_block=rows_per_block, budget_mib=budget_mib)
+    options = {"float64_distances": True} if float64_distances else {}
+    return call(
+        "assign", X, centers, xp=xp, metric=metric, rows_per_block=rows_per_block, budget_mib=budget_mib, **options
+    )
 
 
 @register("assign", ANY_BACKEND, name="array-api")
@@ -142,6 +146,7 @@ def assign_reference(
     metric: Metric = SQEUCLIDEAN,
     rows_per_block: int | None = None,
     budget_mib: float | None = None,
+    float64_distances: bool = False,
 ) -> Assignment:
     """Nearest center and the distance to it for every row of ``X``.
 
@@ -157,6 +162,10 @@ def assign_reference(
         Block height (default: from the memory budget).
     budget_mib : float or None
         Memory budget of one block in MiB (default: the backend's).
+    float64_distances : bool
+        Return ``min_dist`` as float64: the same distances (computed and
+        rounded in ``X``'s dtype), widened exactly. A caller that sums them
+        in float64 can then weight them in place, with no second ``n``-vector.
 
     Returns
     -------
@@ -173,7 +182,7 @@ def assign_reference(
 
         is_homogeneous = X.shape[1] == centers.shape[1] + 1
 
-        def one_block(start: int, stop: int) -> tuple[Any, Any]:
+        def block_assignment(start: int, stop: int) -> tuple[Any, Any]:
             x_block = X[start:stop, :]
             labels_block = nearest_centers(x_block, operand, xp=xp)
             rows = x_block[:, :-1] if is_homogeneous else x_block
@@ -183,12 +192,31 @@ def assign_reference(
     else:
         center_sq_norms = row_sq_norms(centers, xp=xp)
 
-        def one_block(start: int, stop: int) -> tuple[Any, Any]:
+        def block_assignment(start: int, stop: int) -> tuple[Any, Any]:
             distances = pairwise_distances(X[start:stop, :], centers, metric, xp=xp, center_sq_norms=center_sq_norms)
             return xp.argmin(distances, axis=1), xp.min(distances, axis=1)
 
-    parts = map_blocks(one_block, row_blocks(n_rows, rows_per_block), xp)
-    return Assignment(_concat([part[0] for part in parts], xp), _concat([part[1] for part in parts], xp))
+    # Every block writes its own rows of the results: no concatenation, which
+    # would hold the blocks' parts and the whole results at once. The first
+    # block runs alone and gives the results their dtypes.
+    blocks = row_blocks(n_rows, rows_per_block)
+    first_parts = map_blocks(block_assignment, blocks[:1], xp)
+    first_labels, first_distances = first_parts[0]
+    device = device_of(first_labels)
+    labels = xp.empty((n_rows,), dtype=first_labels.dtype, device=device)
+    distance_dtype = xp.float64 if float64_distances else first_distances.dtype
+    min_dist = xp.empty((n_rows,), dtype=distance_dtype, device=device)
+
+    def keep(start: int, stop: int, labels_block: Any, distances: Any) -> None:
+        labels[start:stop] = labels_block
+        min_dist[start:stop] = xp.astype(distances, distance_dtype) if float64_distances else distances
+
+    start = 0
+    for labels_block, distances in first_parts:  # more than one if the block was split
+        keep(start, start + labels_block.shape[0], labels_block, distances)
+        start += labels_block.shape[0]
+    map_blocks(lambda start, stop: keep(start, stop, *block_assignment(start, stop)), blocks[1:], xp)
+    return Assignment(labels, min_dist)
 
 
 def distance_matrix(
@@ -245,6 +273,7 @@ def assign_and_accumulate(
     xp: Any,
     rows_per_block: int,
     previous_labels: Any = None,
+    in_place: bool = False,
 ) -> Accumulation:
     """Fused Lloyd E-step and M-step sums (operation ``"lloyd_step"``).
 
@@ -259,8 +288,10 @@ def assign_and_accumulate(
         return _step_over_converted_blocks(
             X, sample_weight, centers, xp=xp, rows_per_block=rows_per_block, previous_labels=previous_labels
         )
+    options = {"in_place": True} if in_place else {}
     return call(
-        "lloyd_step", X, sample_weight, centers, xp=xp, rows_per_block=rows_per_block, previous_labels=previous_labels
+        "lloyd_step", X, sample_weight, centers, xp=xp, rows_per_block=rows_per_block, previous_labels=previous_labels,
+        **options,
     )
 
 
@@ -302,6 +333,7 @@ def assign_and_accumulate_reference(
     xp: Any,
     rows_per_block: int,
     previous_labels: Any = None,
+    in_place: bool = False,
 ) -> Accumulation:
     """Fused Lloyd E-step and M-step sums (squared Euclidean).
 
@@ -318,6 +350,12 @@ def assign_and_accumulate_reference(
     previous_labels : integer array of shape (n,) or None
         Labels of the previous iteration: the changed rows are counted in the
         same pass.
+    in_place : bool
+        The caller no longer needs ``previous_labels``: the new labels may be
+        written over them (each row's old label is read before it is
+        overwritten), so a Lloyd run keeps one label array, not two. The
+        returned ``labels`` are then ``previous_labels`` itself. An
+        implementation may ignore it and return a new array.
 
     Returns
     -------
@@ -330,17 +368,21 @@ def assign_and_accumulate_reference(
     is_homogeneous = X.shape[1] == n_features + 1
     operand = homogeneous_operand(centers, xp=xp)
     # Every block writes its own rows: no concatenation pass afterwards.
-    labels = xp.empty((n_rows,), dtype=xp.int64, device=device_of(sample_weight))
+    if in_place and previous_labels is not None and previous_labels.dtype == xp.int64:
+        labels = previous_labels
+    else:
+        labels = xp.empty((n_rows,), dtype=xp.int64, device=device_of(sample_weight))
 
     def one_block(start: int, stop: int) -> tuple[Any, Any, Any]:
         x_block = X[start:stop, :]
         weight_block = sample_weight[start:stop]
         labels_block = nearest_centers(x_block, operand, xp=xp)
-        labels[start:stop] = labels_block
         n_changed = None
         if previous_labels is not None:
             # A device scalar: converting it here would cost one host sync per block.
+            # Counted before the block's labels are written (they may overwrite the previous ones).
             n_changed = xp.astype(xp.count_nonzero(labels_block != previous_labels[start:stop]), xp.int64)
+        labels[start:stop] = labels_block
         sums = xp.astype(segment_sum(x_block, labels_block, n_clusters, weight_block, xp=xp), xp.float64)
         if is_homogeneous:
             # The column of ones sums to the weight of each cluster.
@@ -361,9 +403,30 @@ def assign_and_accumulate_reference(
     return Accumulation(labels, sums, weights, n_changed)
 
 
-def weighted_sum(values: Any, sample_weight: Any, *, xp: Any) -> float:
-    """``sum(w_i * v_i)`` accumulated in float64, as a Python float."""
-    return float(xp.sum(xp.astype(values, xp.float64) * xp.astype(sample_weight, xp.float64)))
+def weighted_sum(values: Any, sample_weight: Any, *, xp: Any, overwrite_values: bool = False) -> float:
+    """``sum(w_i * v_i)`` accumulated in float64, as a Python float.
+
+    The float64 products are written block by block into one array and
+    summed once: the same sum, bit for bit, as of the whole arrays cast and
+    multiplied at once, with one ``n``-vector of temporaries instead of three.
+    With ``overwrite_values`` (``values`` float64 and no longer needed), the
+    products are written over ``values``: no temporary ``n``-vector at all.
+    """
+    n_rows = values.shape[0]
+    if overwrite_values and values.dtype == xp.float64:
+        products = values
+    else:
+        products = xp.empty((n_rows,), dtype=xp.float64, device=device_of(values))
+
+    def fill(start: int, stop: int) -> None:
+        products[start:stop] = xp.astype(values[start:stop], xp.float64) * xp.astype(sample_weight[start:stop], xp.float64)
+
+    map_blocks(fill, row_blocks(n_rows, _PRODUCT_BLOCK_ROWS), xp)
+    return float(xp.sum(products))
+
+
+#: Rows per block of :func:`weighted_sum`'s products (a few MiB of temporaries).
+_PRODUCT_BLOCK_ROWS = 1 << 16
 
 
 def weighted_inertia(

@@ -145,7 +145,9 @@ def homogeneous(
     n_rows, n_features = X.shape
     design = xp.empty((n_rows, n_features + 1), dtype=X.dtype, device=device_of(X))
     if rows_per_block is None:
-        rows_per_block = block_rows(n_rows, (n_features + 1) * 8, xp)
+        # Small blocks (an eighth of the budget): their temporaries come on
+        # top of the copy being filled.
+        rows_per_block = block_rows(n_rows, (n_features + 1) * 8 * 8, xp)
 
     def fill(start: int, stop: int) -> None:
         # Block by block, in the thread pool on NumPy: no n x d temporary.

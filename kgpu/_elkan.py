@@ -197,9 +197,11 @@ def hamerly(
     if strict_convergence:
         inertia = weighted_inertia(X, sample_weight, centers, labels, xp=xp, rows_per_block=rows_per_block)
     else:
-        final = assign(design, centers, xp=xp, rows_per_block=rows_per_block)
+        # float64 distances, weighted in place: the inertia costs no n-vector
+        # beyond the labels and the distances.
+        final = assign(design, centers, xp=xp, rows_per_block=rows_per_block, float64_distances=True)
         labels = final.labels
-        inertia = weighted_sum(final.min_dist, sample_weight, xp=xp)
+        inertia = weighted_sum(final.min_dist, sample_weight, xp=xp, overwrite_values=True)
     return LloydResult(centers, labels, inertia, n_iter, history)
 
 

@@ -11,7 +11,7 @@ from ._assign import assignment_block_rows, itemsize as _itemsize
 from ._backend import device_of, is_array_api_obj, move_to, namespace_of, resolve_compute, to_numpy
 from ._base import CentroidEstimatorMixin, Placement, fitted_backend_name, warn_if_fewer_distinct_clusters
 from ._blocks import block_rows, map_blocks, row_blocks
-from ._distances import Metric, blockwise_row_sq_norms, check_metric
+from ._distances import Metric, check_metric
 from ._stream import working_copy
 from ._init import forgy_indices, kmeans_plusplus_indices, random_partition_centers, take_rows
 from ._init_parallel import kmeans_parallel_centers
@@ -280,7 +280,9 @@ array-like of shape (n_clusters, n_features), default="k-means++"
             design = working_copy(X_fit, xp=xp, frame=frame)
         X_work = design[:, :-1]
         absolute_tol = tol * mean_feature_variance(X_work, sample_weight, xp=xp, budget_mib=budget_mib) if tol > 0 else 0.0
-        x_sq_norms = blockwise_row_sq_norms(X_work, xp=xp, budget_mib=budget_mib) if self._init_name() == "k-means++" else None
+        # k-means++ computes the rows' squared norms itself, once per run:
+        # kept here, they would stay alive through Lloyd's iterations too.
+        x_sq_norms = None
 
         best = None
         with self._progress_bar(total=max_iter) as bar:  # per run: restarts begin again at 0

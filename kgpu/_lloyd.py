@@ -150,10 +150,14 @@ def lloyd(
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
         started = time.perf_counter()
+        # The previous labels are only compared with the new ones: the step
+        # may write over them, so the run holds one label array, not two.
         step = assign_and_accumulate(
-            design, sample_weight, centers, xp=xp, rows_per_block=rows_per_block, previous_labels=labels_old
+            design, sample_weight, centers, xp=xp, rows_per_block=rows_per_block, previous_labels=labels_old,
+            in_place=labels_old is not None,
         )
-        labels, sums, weights = step.labels, step.sums, step.weights
+        labels, sums, weights, changed = step
+        del step
         iteration_inertia = None
         if track_inertia:
             iteration_inertia = (
@@ -166,7 +170,7 @@ def lloyd(
         # iteration whatever the number of row blocks.
         shift, n_changed, any_empty = host_scalars(
             xp.sum((new_centers - centers) ** 2),
-            step.n_changed,
+            changed,
             xp.any(weights <= 0),
             xp=xp,
         )
@@ -186,6 +190,11 @@ def lloyd(
         if stop:
             break
         labels_old = labels
+    labels_old = None
+    if not strict_convergence:
+        # The final E-step recomputes every label: the old ones go first, so
+        # that two label arrays are never alive at once.
+        labels = None
     if objective is not None:
         if not strict_convergence:
             labels = assign(design, centers, xp=xp, rows_per_block=rows_per_block).labels
@@ -194,9 +203,11 @@ def lloyd(
         # The last update averaged unchanged labels: they fit the returned centers.
         inertia = weighted_inertia(X, sample_weight, centers, labels, xp=xp, rows_per_block=rows_per_block)
     else:
-        final = assign(design, centers, xp=xp, rows_per_block=rows_per_block)
+        # float64 distances, weighted in place: the inertia costs no n-vector
+        # beyond the labels and the distances.
+        final = assign(design, centers, xp=xp, rows_per_block=rows_per_block, float64_distances=True)
         labels = final.labels
-        inertia = weighted_sum(final.min_dist, sample_weight, xp=xp)
+        inertia = weighted_sum(final.min_dist, sample_weight, xp=xp, overwrite_values=True)
     return LloydResult(centers, labels, inertia, n_iter, history)
 
 

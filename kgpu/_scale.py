@@ -133,7 +133,9 @@ def max_abs(X: Any, *, xp: Any, origin: Any = None, budget_mib: float | None = N
             block = block - origin
         return float(xp.max(xp.abs(block)))
 
-    rows = block_rows(n_rows, max(1, n_features) * 8, xp, budget_mib)
+    # Small blocks (an eighth of the budget): their two temporaries are all
+    # this pass allocates, and it runs before the working copy exists.
+    rows = block_rows(n_rows, max(1, n_features) * 8 * 8, xp, budget_mib)
     return max(map_blocks(block_max, row_blocks(n_rows, rows), xp))
 
 

@@ -136,9 +136,10 @@ def _lloyd_rows(X, weights, operand_t, center_norms, n_features, start, stop, ti
         for r in range(last - first):
             i = first + r
             best = nearest[r]
-            labels[i] = best
+            # Compared before it is written: ``labels`` may be ``previous`` itself.
             if compare and previous[i] != best:
                 n_changed += 1
+            labels[i] = best
             weight = np.float64(weights[i])
             for f in range(n_features):
                 part[best, f] += weight * X[i, f]
@@ -160,7 +161,8 @@ def _assign_rows(X, centers, operand_t, center_norms, start, stop, tile_rows, la
             i = first + r
             best = nearest[r]
             labels[i] = best
-            total = min_dist.dtype.type(0)
+            # Accumulated in the data's dtype, whatever ``min_dist`` holds (it may be wider).
+            total = X.dtype.type(0)
             for f in range(n_features):
                 gap = X[i, f] - centers[best, f]
                 total += gap * gap
@@ -360,6 +362,7 @@ def lloyd_step_numba(
     xp: Any,
     rows_per_block: int,
     previous_labels: Any = None,
+    in_place: bool = False,
 ) -> Accumulation:
     """Fused Lloyd E-step and M-step sums; same contract as
     :func:`kgpu._assign.assign_and_accumulate_reference`.
@@ -374,11 +377,12 @@ def lloyd_step_numba(
     n_clusters, n_features = centers.shape
     operand_t, center_norms = _operand_t(centers, X)
     weights = np.ascontiguousarray(sample_weight)
-    labels = np.empty(n_rows, dtype=np.int64)
     if previous_labels is None:
         previous = np.empty(0, dtype=np.int64)
     else:
         previous = np.ascontiguousarray(previous_labels, dtype=np.int64)
+    overwrite = in_place and previous is previous_labels and previous.flags.writeable
+    labels = previous if overwrite else np.empty(n_rows, dtype=np.int64)
     totals = np.zeros((n_clusters, n_features + 1), dtype=np.float64)
     n_changed = 0
     rows_per_tile = tile_rows(n_clusters, n_features, X.dtype.itemsize)
@@ -454,6 +458,7 @@ def assign_numba(
     metric: Metric = SQEUCLIDEAN,
     rows_per_block: int | None = None,
     budget_mib: float | None = None,
+    float64_distances: bool = False,
 ) -> Assignment:
     """Nearest center and the distance to it; same contract as :func:`kgpu._assign.assign_reference`.
 
@@ -467,7 +472,7 @@ def assign_numba(
     n_rows = X.shape[0]
     n_clusters, n_features = centers.shape
     labels = np.empty(n_rows, dtype=np.int64)
-    min_dist = np.empty(n_rows, dtype=X.dtype)
+    min_dist = np.empty(n_rows, dtype=np.float64 if float64_distances else X.dtype)
     centers_work = np.ascontiguousarray(centers, dtype=X.dtype)
     rows_per_tile = tile_rows(n_clusters, n_features, X.dtype.itemsize)
     tasks = tile_tasks([task for tasks in task_rounds(n_rows, rows_per_tile, 0) for task in tasks], rows_per_tile)
@@ -479,8 +484,11 @@ def assign_numba(
             _assign_rows(X, centers_work, operand_t, center_norms, start, stop, rows_per_tile, labels, min_dist)
 
         map_blocks(one_task, tasks, np)
-        if metric.name == "euclidean":
+        if metric.name == "euclidean" and min_dist.dtype == X.dtype:
             np.sqrt(min_dist, out=min_dist)
+        elif metric.name == "euclidean":
+            # The root in the data's dtype, as without float64_distances.
+            min_dist[:] = np.sqrt(min_dist.astype(X.dtype))
     else:
         centers_t = np.ascontiguousarray(centers_work.T, dtype=np.float64)
         p = float(metric.p)
@@ -490,6 +498,9 @@ def assign_numba(
             _assign_minkowski(X, centers_t, p, start, stop, labels, min_dist)
 
         map_blocks(one_task, tasks, np)
+        if min_dist.dtype != X.dtype:
+            # Rounded to the data's dtype, as without float64_distances.
+            min_dist[:] = min_dist.astype(X.dtype)
     return Assignment(labels, min_dist)
 
 
@@ -788,12 +799,19 @@ def _lloyd_step_torch_applies(X: Any, sample_weight: Any, centers: Any, **kwargs
 
 
 def lloyd_step_torch(
-    X: Any, sample_weight: Any, centers: Any, *, xp: Any, rows_per_block: int, previous_labels: Any = None
+    X: Any,
+    sample_weight: Any,
+    centers: Any,
+    *,
+    xp: Any,
+    rows_per_block: int,
+    previous_labels: Any = None,
+    in_place: bool = False,
 ) -> Accumulation:
     """:func:`lloyd_step_numba` on the NumPy views of host tensors; tensors back."""
     step = lloyd_step_numba(
         _view(X), _view(sample_weight), _view(centers), xp=_NUMPY, rows_per_block=rows_per_block,
-        previous_labels=_view(previous_labels),
+        previous_labels=_view(previous_labels), in_place=in_place,
     )
     return Accumulation(*(_tensor(part) for part in step))
 

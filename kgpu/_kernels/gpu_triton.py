@@ -502,13 +502,15 @@ def lloyd_step_triton(
     xp: Any,
     rows_per_block: int,
     previous_labels: Any = None,
+    in_place: bool = False,
     precision: str | None = None,
 ) -> Accumulation:
     """Fused Lloyd E-step and M-step sums on a CUDA tensor (operation ``"lloyd_step"``).
 
     Same parameters and result as :func:`kgpu._assign.assign_and_accumulate_reference`,
     plus ``precision`` (see the module docstring). ``rows_per_block`` is not
-    needed: no ``(rows x k)`` block is ever materialised.
+    needed: no ``(rows x k)`` block is ever materialised. ``in_place`` is
+    accepted and ignored: the labels are a new tensor.
     """
     n_centers, n_features = centers.shape
     labels, _ = nearest_labels(X, centers, write_distance=False, precision=precision)
@@ -527,6 +529,7 @@ def assign_triton(
     metric: Metric = SQEUCLIDEAN,
     rows_per_block: int | None = None,
     budget_mib: float | None = None,
+    float64_distances: bool = False,
     precision: str | None = None,
 ) -> Assignment:
     """Nearest center and the distance to it (operation ``"assign"``) on a CUDA tensor.
@@ -540,7 +543,8 @@ def assign_triton(
         distance = sq_dist if metric.name == "sqeuclidean" else torch.sqrt(sq_dist)
     else:
         labels, distance = nearest_lp(X, centers, 1.0 if metric.name == "manhattan" else metric.p)
-    return Assignment(labels, distance.to(X.dtype))
+    distance = distance.to(X.dtype)
+    return Assignment(labels, distance.to(torch.float64) if float64_distances else distance)
 
 
 def plusplus_step_triton(
@@ -554,6 +558,7 @@ def plusplus_step_triton(
     power: float,
     x_sq_norms: Any,
     rows_per_block: int,
+    out: Any = None,
 ) -> PlusPlusStep:
     """One k-means++ step (operation ``"plusplus_step"``): one read of ``X``, no host sync.
 
@@ -561,10 +566,14 @@ def plusplus_step_triton(
     (``metric="sqeuclidean"``, ``power=1`` only: see :func:`_applies_plusplus`).
     The squared distances are computed directly as ``||x - c||^2``.
     """
-    costs, potentials = plusplus_costs(X, candidates, closest_cost, weights64)
+    costs, potentials = plusplus_costs(X, candidates, closest_cost, weights64.to(torch.float64))
     best = torch.argmin(potentials)
     column = best.reshape(1)
-    return PlusPlusStep(best, potentials.index_select(0, column)[0], costs.index_select(1, column)[:, 0])
+    closest = costs.index_select(1, column)[:, 0]
+    if out is not None:
+        out.copy_(closest)
+        closest = out
+    return PlusPlusStep(best, potentials.index_select(0, column)[0], closest)
 
 
 def segment_median_triton(

@@ -7,6 +7,7 @@ import pytest
 
 from kgpu._assign import assign_reference
 from kgpu._distances import Metric
+from kgpu._kernels import dispatch
 
 from .._helpers import to_numpy
 from ._contract import native_implementations, require_applies
@@ -86,3 +87,22 @@ def test_homogeneous_rows(backend, entry, target):
     expected = assign_reference(target.array(X), target.array(centers), xp=target.xp, metric=metric)
     np.testing.assert_array_equal(to_numpy(result.labels), to_numpy(expected.labels))
     np.testing.assert_allclose(to_numpy(result.min_dist), to_numpy(expected.min_dist), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "backend, entry",
+    [pytest.param("numpy", dispatch.registered("assign")[0][1], id="numpy-array-api"), *IMPLEMENTATIONS],
+)
+@pytest.mark.parametrize("metric", METRICS, ids=METRIC_IDS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_float64_distances_are_the_distances_widened(backend, entry, target, metric, dtype):
+    X, centers = blobs(200, 6, 5, dtype, seed=2)
+    args = (target.array(X), target.array(centers))
+    require_applies(entry, *args, metric=metric, rows_per_block=37)
+    plain = entry.function(*args, xp=target.xp, metric=metric, rows_per_block=37)
+    wide = entry.function(*args, xp=target.xp, metric=metric, rows_per_block=37, float64_distances=True)
+    np.testing.assert_array_equal(to_numpy(wide.labels), to_numpy(plain.labels))
+    distances = to_numpy(wide.min_dist)
+    assert distances.dtype == np.float64
+    # Computed and rounded in the data's dtype, then widened: exactly the plain distances.
+    np.testing.assert_array_equal(distances, to_numpy(plain.min_dist).astype(np.float64))

@@ -93,3 +93,32 @@ def test_empty_cluster_gets_zero_sums(backend, entry, target):
 def test_table_lists_the_reference_first():
     backends = [backend for backend, _ in dispatch.registered("lloyd_step")]
     assert backends[0] == dispatch.ANY_BACKEND
+
+
+#: The reference (on NumPy arrays) and every native implementation.
+WITH_REFERENCE = [
+    pytest.param("numpy", dispatch.registered("lloyd_step")[0][1], id="numpy-array-api"), *IMPLEMENTATIONS
+]
+
+
+@pytest.mark.parametrize("backend, entry", WITH_REFERENCE)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_in_place_gives_the_same_step(backend, entry, target, dtype):
+    # in_place lets the step write the new labels over the previous ones:
+    # the changed rows must be counted before their labels are overwritten.
+    X, centers = blobs(300, 7, 6, dtype, seed=5)
+    X_in = _homogeneous(X)
+    weights = weights_for(300, "random").astype(X.dtype)
+    previous = (np.arange(300) * 3) % 7
+    args = (target.array(X_in), target.array(weights), target.array(centers))
+    require_applies(entry, *args, rows_per_block=37, previous_labels=target.array(previous))
+    expected = entry.function(*args, xp=target.xp, rows_per_block=37, previous_labels=target.array(previous))
+    overwritten = target.array(previous)
+    result = entry.function(*args, xp=target.xp, rows_per_block=37, previous_labels=overwritten, in_place=True)
+    np.testing.assert_array_equal(to_numpy(result.labels), to_numpy(expected.labels))
+    assert int(result.n_changed) == int(expected.n_changed) > 0
+    np.testing.assert_array_equal(to_numpy(result.sums), to_numpy(expected.sums))
+    np.testing.assert_array_equal(to_numpy(result.weights), to_numpy(expected.weights))
+    if backend == "numpy":
+        # NumPy kernels reuse the previous labels' memory: one label array per run.
+        assert result.labels is overwritten

@@ -7,6 +7,7 @@ import pytest
 
 from kgpu._assign import SQEUCLIDEAN
 from kgpu._init import plusplus_step_reference
+from kgpu._kernels import dispatch
 
 from .._helpers import to_numpy
 from ._contract import native_implementations, require_applies
@@ -69,3 +70,28 @@ def test_repeated_candidate_ties_go_to_the_first(backend, entry, target):
     result = _step(entry.function, target, X, candidate_rows, closest, weights_for(60, "uniform"), entry)
     expected = _step(plusplus_step_reference, target, X, candidate_rows, closest, weights_for(60, "uniform"))
     assert int(result.best) == int(expected.best) < 2
+
+
+@pytest.mark.parametrize(
+    "backend, entry",
+    [pytest.param("numpy", dispatch.registered("plusplus_step")[0][1], id="numpy-array-api"), *IMPLEMENTATIONS],
+)
+def test_costs_written_in_place_with_float32_weights(backend, entry, target):
+    # out=closest_cost updates the costs in place (one cost vector per
+    # seeding); float32 weights are widened block by block, exactly.
+    X, candidate_rows, closest = _problem(130, 5, 6, "float64", seed=3)
+    weights = weights_for(130, "random")
+    expected = _step(entry.function, target, X, candidate_rows, closest, weights, entry)
+    X_t = target.array(X)
+    costs = target.array(closest)
+    weights32 = weights.astype(np.float32)
+    result = entry.function(
+        X_t, target.array(X[candidate_rows]), costs, target.array(weights32), xp=target.xp, metric=SQEUCLIDEAN,
+        power=1.0, x_sq_norms=target.xp.sum(X_t * X_t, axis=1), rows_per_block=23, out=costs,
+    )
+    widened = _step(entry.function, target, X, candidate_rows, closest, weights32.astype(np.float64), entry)
+    assert int(result.best) == int(widened.best)
+    np.testing.assert_array_equal(to_numpy(result.closest_cost), to_numpy(widened.closest_cost))
+    np.testing.assert_array_equal(to_numpy(costs), to_numpy(widened.closest_cost))
+    assert float(result.potential) == float(widened.potential)
+    np.testing.assert_allclose(to_numpy(result.closest_cost), to_numpy(expected.closest_cost), rtol=1e-7)

@@ -1,0 +1,107 @@
+"""Whole K-Means fits of two kgpu source trees, interleaved: did a change make fits slower?
+
+Each measurement is one fit in a fresh subprocess that imports kgpu from the
+tree named (``PYTHONPATH``), warms up (imports, thread pool, compiled
+kernels) and then times, on the same data:
+
+- *seeding + Lloyd*: ``KMeans(init="k-means++", n_init=1, max_iter=it, tol=0)``;
+- *Lloyd*: the same fit from fixed initial centers (the first ``k`` rows).
+
+Runs alternate between the trees (A, B, A, B, ...) so that a shared, noisy
+machine slows both alike; medians are reported with the ratio B / A.
+
+    python bench/fit_ab.py --a /path/to/baseline/tree --b . --shapes 1000000x32x64x20 4000000x8x8x20
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+_CHILD = r"""
+import json, sys, time, warnings
+import numpy as np
+warnings.simplefilter("ignore")
+from kgpu import KMeans
+path, k, iterations = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+KMeans(8, n_init=1, max_iter=3, random_state=0).fit(np.random.default_rng(1).normal(size=(5000, 8)).astype(np.float32))
+X = np.load(path)
+started = time.perf_counter()
+seeded = KMeans(k, init="k-means++", n_init=1, max_iter=iterations, tol=0, random_state=0, backend="numpy").fit(X)
+seeding_and_lloyd = time.perf_counter() - started
+started = time.perf_counter()
+KMeans(k, init=X[:k], n_init=1, max_iter=iterations, tol=0, backend="numpy").fit(X)
+lloyd = time.perf_counter() - started
+print(json.dumps({"seeding_and_lloyd": seeding_and_lloyd, "lloyd": lloyd, "inertia": seeded.inertia_}))
+"""
+
+
+def parse_shape(text: str) -> tuple[int, int, int, int]:
+    n, d, k, iterations = (int(part) for part in text.lower().split("x"))
+    return n, d, k, iterations
+
+
+def run(tree: str, path: str, k: int, iterations: int) -> dict:
+    env = dict(os.environ, PYTHONPATH=os.path.abspath(tree))
+    result = subprocess.run(
+        [sys.executable, "-c", _CHILD, path, str(k), str(iterations)], capture_output=True, text=True, env=env, check=False
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{tree} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--a", required=True, help="baseline source tree")
+    parser.add_argument("--b", required=True, help="contender source tree")
+    parser.add_argument("--shapes", nargs="*", type=parse_shape, default=[(1_000_000, 32, 64, 20), (4_000_000, 8, 8, 20)])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+
+    import numpy as np
+
+    from kgpu._bench import machine_description
+
+    lines = [
+        "Whole K-Means fits, float32, tol=0: tree A against tree B, runs interleaved (A, B, A, B...), "
+        f"median of {args.repeats}",
+        "",
+        machine_description(),
+        f"{datetime.date.today().isoformat()}: `python bench/fit_ab.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
+        f"load average before: {' '.join(f'{value:.2f}' for value in os.getloadavg())}",
+        "",
+        "| n x d, k, iterations | what | A (s) | B (s) | B / A | same inertia |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    with tempfile.TemporaryDirectory() as folder:
+        for n, d, k, iterations in args.shapes:
+            path = os.path.join(folder, f"X-{n}-{d}.npy")
+            np.save(path, np.random.default_rng(0).normal(size=(n, d)).astype(np.float32))
+            runs: dict[str, list[dict]] = {"A": [], "B": []}
+            for _ in range(args.repeats):
+                runs["A"].append(run(args.a, path, k, iterations))
+                runs["B"].append(run(args.b, path, k, iterations))
+            same = runs["A"][0]["inertia"] == runs["B"][0]["inertia"]
+            for what, key in (("k-means++ seeding + Lloyd", "seeding_and_lloyd"), ("Lloyd from given centers", "lloyd")):
+                a = statistics.median(run[key] for run in runs["A"])
+                b = statistics.median(run[key] for run in runs["B"])
+                lines.append(f"| {n:,} x {d}, k={k}, {iterations} | {what} | {a:.2f} | {b:.2f} | {b / a:.2f} | {same} |")
+    lines.append(f"\nload average after: {' '.join(f'{value:.2f}' for value in os.getloadavg())}")
+    table = "\n".join(lines) + "\n"
+    print(table)
+    if args.out:
+        with open(args.out, "a") as out:
+            out.write(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -76,6 +76,8 @@ class StreamedRows:
         self.frame = frame
         self.offset = frame.origin
         self.homogeneous = homogeneous
+        # Per-worker buffers of converted_block, reused by every pass.
+        self._buffers = threading.local()
         n_rows, n_features = host.shape
         self.shape = (n_rows, n_features + 1 if homogeneous else n_features)
         #: Whether every block is converted from half precision to float32.
@@ -141,8 +143,9 @@ class StreamedRows:
 
         For a pass that uses each block and lets it go before reading the
         next (Lloyd's step): no allocation per block and pass. The block is
-        overwritten by this thread's next call, whatever ``StreamedRows`` it
-        comes from.
+        overwritten by this thread's next call on the same ``StreamedRows``;
+        the buffers go with it (a fit's working copy: one per worker while
+        the fit runs, none after).
         """
         xp = self.xp
         if not self.widens or backend_name(xp) not in ("numpy", "torch"):
@@ -150,21 +153,18 @@ class StreamedRows:
         host_rows = self.host[start:stop, :]
         if backend_name(namespace_of(host_rows)) != backend_name(xp):
             return self._to_device(host_rows)
-        return self._to_device(host_rows, out=_reused_buffer(xp, self.device, self.dtype, (stop - start, self.shape[1])))
+        out = _reused_buffer(self._buffers, xp, self.device, self.dtype, (stop - start, self.shape[1]))
+        return self._to_device(host_rows, out=out)
 
 
-_BUFFERS = threading.local()
-
-
-def _reused_buffer(xp: Any, device: Any, dtype: Any, shape: tuple[int, int]) -> Any:
-    """An uninitialised ``shape`` array of this thread's buffer, grown when too small."""
+def _reused_buffer(buffers: threading.local, xp: Any, device: Any, dtype: Any, shape: tuple[int, int]) -> Any:
+    """An uninitialised ``shape`` array of this thread's buffer in ``buffers``, grown when too small."""
     size = shape[0] * shape[1]
-    key = (backend_name(xp), str(device), str(dtype))
-    held = getattr(_BUFFERS, "held", None)
-    if held is None or held[0] != key or held[1].shape[0] < size:
-        held = (key, xp.empty((size,), dtype=dtype, device=device))
-        _BUFFERS.held = held
-    return xp.reshape(held[1][:size], shape)
+    held = getattr(buffers, "held", None)
+    if held is None or held.shape[0] < size:
+        held = xp.empty((size,), dtype=dtype, device=device)
+        buffers.held = held
+    return xp.reshape(held[:size], shape)
 
 
 def power_of_two_factors(exponent: int) -> list[float]:

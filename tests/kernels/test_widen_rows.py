@@ -80,6 +80,8 @@ def test_converted_blocks_reuse_one_buffer_per_thread():
     assert np.shares_memory(first, second), "a second block allocated a new buffer"
     np.testing.assert_array_equal(second, streamed[100:180, :])
     assert not np.array_equal(first[:80], first_copy[:80])  # overwritten, as documented
+    other = streamed.in_frame(Frame(None, 0)).converted_block(0, 100)
+    assert not np.shares_memory(other, second), "another view of the rows wrote into this one's buffer"
 
 
 @pytest.mark.parametrize("library", ["numpy", "torch"])

@@ -20,6 +20,7 @@ import numbers
 from typing import Any, NamedTuple
 
 from ._backend import backend_name, device_of
+from ._kernels.dispatch import ANY_BACKEND, call, register
 
 #: Metrics understood by :func:`pairwise_distances` and the assignment kernels.
 METRICS = ("sqeuclidean", "euclidean", "manhattan", "minkowski", "cosine")
@@ -115,6 +116,18 @@ def blockwise_row_sq_norms(X: Any, *, xp: Any, budget_mib: float | None = None) 
 
 
 def homogeneous(
+    X: Any, *, xp: Any, offset: Any = None, rows_per_block: int | None = None, scale_exponent: int = 0
+) -> Any:
+    """``[(X - offset) * 2**scale_exponent, 1]``, a new ``(n, d + 1)`` array: the ``"working_copy"`` kernel.
+
+    See :func:`homogeneous_reference` for the parameters; the compiled
+    kernels (:mod:`kgpu._kernels.cpu_numba_frame`) give the same bits.
+    """
+    return call("working_copy", X, xp=xp, offset=offset, rows_per_block=rows_per_block, scale_exponent=scale_exponent)
+
+
+@register("working_copy", ANY_BACKEND, name="array-api")
+def homogeneous_reference(
     X: Any, *, xp: Any, offset: Any = None, rows_per_block: int | None = None, scale_exponent: int = 0
 ) -> Any:
     """``[X - offset, 1]``: rows with a column of ones appended, a new ``(n, d + 1)`` array.

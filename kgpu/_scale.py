@@ -24,6 +24,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ._kernels.dispatch import ANY_BACKEND, call, register
+
 #: Largest working exponent left alone, per itemsize: inside this window the
 #: squares of coordinate differences neither overflow nor fall below the
 #: smallest normal number, so no scale is applied and ordinary data runs
@@ -120,6 +122,16 @@ def _itemsize(X: Any, xp: Any) -> int:
 
 
 def max_abs(X: Any, *, xp: Any, origin: Any = None, budget_mib: float | None = None) -> float:
+    """Largest ``|x - origin|`` over the rows of ``X`` (an array or streamed rows), a float.
+
+    The ``"max_abs"`` kernel: :func:`max_abs_reference`, or a compiled pass
+    (:mod:`kgpu._kernels.cpu_numba_frame`) with the same result.
+    """
+    return call("max_abs", X, xp=xp, origin=origin, budget_mib=budget_mib)
+
+
+@register("max_abs", ANY_BACKEND, name="array-api")
+def max_abs_reference(X: Any, *, xp: Any, origin: Any = None, budget_mib: float | None = None) -> float:
     """Largest ``|x - origin|`` over the rows of ``X`` (an array or streamed rows), a float."""
     from ._blocks import block_rows, map_blocks, row_blocks
 
@@ -245,6 +257,6 @@ def frame_view(X: Any, frame: Frame, *, xp: Any, device: Any) -> Any:
 
 
 __all__ = [
-    "Frame", "IDENTITY", "fit_frame", "frame_of_centers", "frame_view", "max_abs", "metric_power",
+    "Frame", "IDENTITY", "fit_frame", "frame_of_centers", "frame_view", "max_abs", "max_abs_reference", "metric_power",
     "scale_by_power_of_two", "weighted_mean", "working_exponent", "is_translation_invariant",
 ]

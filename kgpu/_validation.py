@@ -17,6 +17,7 @@ import numpy as np
 from sklearn.utils.validation import check_array, validate_data
 
 from ._backend import backend_name, is_array_api_obj, namespace_of
+from ._kernels.dispatch import ANY_BACKEND, call, register
 
 
 def _is_foreign_array(X: Any) -> bool:
@@ -135,6 +136,23 @@ def _check_finite_blocks(X: Any, xp: Any) -> None:
             )
 
 
+def find_non_finite(X: Any, xp: Any) -> str | None:
+    """``"NaN"`` when ``X`` holds a NaN, else ``"infinity"`` when it holds one, else ``None``.
+
+    The ``"find_non_finite"`` kernel: :func:`find_non_finite_reference`, or a
+    compiled pass without an ``n x d`` mask (:mod:`kgpu._kernels.cpu_numba_frame`).
+    """
+    return call("find_non_finite", X, xp=xp)
+
+
+@register("find_non_finite", ANY_BACKEND, name="array-api")
+def find_non_finite_reference(X: Any, *, xp: Any) -> str | None:
+    """:func:`find_non_finite` with standard calls on the whole array."""
+    if bool(xp.all(xp.isfinite(X))):
+        return None
+    return "NaN" if bool(xp.any(xp.isnan(X))) else "infinity"
+
+
 def _reject_non_numeric(X: Any) -> None:
     # scikit-learn would try float("abc") and raise a ValueError about a
     # string; we name the real problem (a non-numeric dtype) first.
@@ -243,11 +261,12 @@ def _check_foreign(X: Any, *, estimator: Any, reset: bool, min_samples: int) -> 
     if is_half_precision(X.dtype):
         # Kept half precision; checked in blocks so no n x d mask is made either.
         _check_finite_blocks(X, xp)
-    elif not bool(xp.all(xp.isfinite(X))):
-        problem = "NaN" if bool(xp.any(xp.isnan(X))) else "infinity"
-        raise ValueError(
-            f"Input X contains {problem}: remove or impute non-finite values first."
-        )
+    else:
+        problem = find_non_finite(X, xp)
+        if problem is not None:
+            raise ValueError(
+                f"Input X contains {problem}: remove or impute non-finite values first."
+            )
     if estimator is not None:
         _check_n_features(estimator, n_features, reset=reset)
     return X

@@ -7,6 +7,6 @@
   backend with no native kernel, or one whose kernel failed its self-check,
   runs the reference.
 - Native implementations (``cpu_numba``, ``cpu_numba_medoids``, ``cpu_numba_bisect``,
-  ``cpu_numba_widen``, ``gpu_triton``) register themselves
+  ``cpu_numba_widen``, ``cpu_numba_frame``, ``gpu_triton``) register themselves
   for the backends they serve.
 """

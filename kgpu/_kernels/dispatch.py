@@ -36,6 +36,7 @@ NATIVE_MODULES = (
     "kgpu._kernels.cpu_numba_medoids",
     "kgpu._kernels.cpu_numba_bisect",
     "kgpu._kernels.cpu_numba_widen",
+    "kgpu._kernels.cpu_numba_frame",
     "kgpu._kernels.gpu_triton",
 )
 

@@ -177,6 +177,22 @@ class CentroidEstimatorMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         self._working_frame = frame.to_host()
         return frame
 
+    def _fit_working_frame_and_copy(
+        self, X_fit: Any, sample_weight: Any, *, xp: Any, center: bool = True
+    ) -> tuple[Frame, Any]:
+        """:meth:`_fit_working_frame` and Lloyd's working copy in that frame, with one read of ``X_fit`` fewer.
+
+        See :func:`kgpu._scale.fit_frame_and_working_copy`.
+        """
+        from ._scale import fit_frame_and_working_copy
+
+        center = center and is_translation_invariant(self._objective_metric())
+        frame, design = fit_frame_and_working_copy(
+            X_fit, sample_weight, xp=xp, center=center, budget_mib=self.working_memory
+        )
+        self._working_frame = frame.to_host()
+        return frame, design
+
     def _in_working_frame(self, placement: Placement) -> tuple[Any, Any, Frame]:
         """``(X, centers, frame)``: the rows and the fitted centers in the fit's working frame.
 

@@ -276,8 +276,7 @@ array-like of shape (n_clusters, n_features), default="k-means++"
             self._working_frame = IDENTITY.to_host()
             design = working_copy(unit_rows_blockwise(X_fit, xp=xp, rows_per_block=rows_per_block), xp=xp, frame=frame)
         else:
-            frame = self._fit_working_frame(X_fit, sample_weight, xp=xp, center=bool(self.copy_x))
-            design = working_copy(X_fit, xp=xp, frame=frame)
+            frame, design = self._fit_working_frame_and_copy(X_fit, sample_weight, xp=xp, center=bool(self.copy_x))
         X_work = design[:, :-1]
         absolute_tol = tol * mean_feature_variance(X_work, sample_weight, xp=xp, budget_mib=budget_mib) if tol > 0 else 0.0
         # k-means++ computes the rows' squared norms itself, once per run:

@@ -221,6 +221,65 @@ def fit_frame(
     return Frame(origin, working_exponent(largest, itemsize))
 
 
+def centered_copy(X: Any, origin: Any, *, xp: Any, budget_mib: float | None = None) -> tuple[Any, float]:
+    """``([X - origin, 1], max |X - origin|)``: the ``"centered_copy"`` kernel.
+
+    The working copy of a frame without scale, and the largest working
+    coordinate that decides the scale, from one read of ``X`` where a
+    compiled kernel applies (:mod:`kgpu._kernels.cpu_numba_frame`).
+    """
+    return call("centered_copy", X, origin, xp=xp, budget_mib=budget_mib)
+
+
+@register("centered_copy", ANY_BACKEND, name="array-api")
+def centered_copy_reference(X: Any, origin: Any, *, xp: Any, budget_mib: float | None = None) -> tuple[Any, float]:
+    """:func:`centered_copy` as the working copy and :func:`max_abs_reference`, two passes."""
+    from ._distances import homogeneous_reference
+
+    return homogeneous_reference(X, xp=xp, offset=origin), max_abs_reference(X, xp=xp, origin=origin, budget_mib=budget_mib)
+
+
+def fit_frame_and_working_copy(
+    X: Any,
+    sample_weight: Any = None,
+    *,
+    xp: Any,
+    center: bool = True,
+    budget_mib: float | None = None,
+) -> tuple[Frame, Any]:
+    """:func:`fit_frame` and Lloyd's working copy ``[x_work, 1]`` in that frame.
+
+    The same frame and the same copy as ``fit_frame`` followed by
+    :func:`kgpu._stream.working_copy`, with one read of ``X`` fewer: the copy
+    is written while the largest ``|x - origin|`` is found (as if no scale
+    were needed), and made again, scaled, in the rare case one is.
+
+    Returns
+    -------
+    frame : Frame
+    design : array of shape (n, d + 1) or StreamedRows
+    """
+    from ._stream import StreamedRows, working_copy
+
+    if isinstance(X, StreamedRows) or not center:
+        frame = fit_frame(X, sample_weight, xp=xp, center=center, budget_mib=budget_mib)
+        return frame, working_copy(X, xp=xp, frame=frame)
+    itemsize = _itemsize(X, xp)
+    largest = max_abs(X, xp=xp, budget_mib=budget_mib)
+    if not (largest > 0 and math.isfinite(largest)):
+        frame = Frame(None, working_exponent(largest, itemsize))
+        return frame, working_copy(X, xp=xp, frame=frame)
+    origin = weighted_mean(
+        X, sample_weight, xp=xp, exponent=working_exponent(largest, itemsize), budget_mib=budget_mib
+    )
+    design, largest = centered_copy(X, origin, xp=xp, budget_mib=budget_mib)
+    frame = Frame(origin, working_exponent(largest, itemsize))
+    if frame.exponent != 0:
+        del design  # before the scaled copy is made: never two copies at once
+        design = working_copy(X, xp=xp, frame=frame)
+    return frame, design
+
+
 def frame_of_centers(centers: Any, *, xp: Any, center: bool = True) -> Frame:
     """A working frame from fitted centers alone (origin: their mean)."""
     itemsize = _itemsize(centers, xp)
@@ -257,6 +316,6 @@ def frame_view(X: Any, frame: Frame, *, xp: Any, device: Any) -> Any:
 
 
 __all__ = [
-    "Frame", "IDENTITY", "fit_frame", "frame_of_centers", "frame_view", "max_abs", "max_abs_reference", "metric_power",
+    "Frame", "IDENTITY", "centered_copy", "fit_frame", "fit_frame_and_working_copy", "frame_of_centers", "frame_view", "max_abs", "max_abs_reference", "metric_power",
     "scale_by_power_of_two", "weighted_mean", "working_exponent", "is_translation_invariant",
 ]

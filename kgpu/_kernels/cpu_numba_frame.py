@@ -10,6 +10,10 @@ block for every elementwise step; these kernels read each row once, keep no
 temporary and run their blocks on kgpu's thread pool, also for PyTorch CPU
 tensors, through zero-copy NumPy views of their memory.
 
+The fit's working copy is written in the same pass that finds the largest
+``|x - origin|`` (``"centered_copy"``): the scale that maximum implies is
+almost always none, and when it is not, the copy is made again scaled.
+
 The arithmetic is the references' own, in the data's dtype and in the same
 order (the difference rounded to the dtype, then each power-of-two factor of
 :func:`kgpu._scale.scale_by_power_of_two` in turn), so every value is the
@@ -91,6 +95,29 @@ def _fill_working_copy(X, origin, factors, start, stop, out):
                 value = value * factor
             out[i, j] = value
         out[i, n_features] = 1.0
+
+
+@njit(fastmath=False, cache=True, nogil=True)
+def _fill_centered_copy(X, origin, start, stop, out):
+    """``out[i] = [X[i] - origin, 1]`` for rows ``start:stop``; the largest ``|X[i] - origin|``, NaN if any."""
+    n_features = X.shape[1]
+    largest = np.zeros(n_features, dtype=X.dtype)
+    nan = False
+    for i in range(start, stop):
+        for j in range(n_features):
+            value = X[i, j] - origin[j]
+            out[i, j] = value
+            value = abs(value)
+            if value != value:
+                nan = True
+            largest[j] = max(largest[j], value)
+        out[i, n_features] = 1.0
+    if nan:
+        return np.nan
+    result = 0.0
+    for j in range(n_features):
+        result = max(result, float(largest[j]))
+    return result
 
 
 def _is_matrix(X: Any) -> bool:
@@ -188,6 +215,29 @@ def working_copy_numba(
     return design
 
 
+# ---------------------------------------------------------------- centered_copy
+
+
+def _centered_copy_applies(X: Any, origin: Any, **_: Any) -> bool:
+    return _is_matrix(X) and origin is not None and _origin_applies(X, origin)
+
+
+def centered_copy_numba(X: Any, origin: Any, *, xp: Any, budget_mib: float | None = None) -> tuple[Any, float]:
+    """:func:`kgpu._scale.centered_copy_reference` in one compiled pass over ``X``."""
+    design = np.empty((X.shape[0], X.shape[1] + 1), dtype=X.dtype)
+    if X.shape[0] == 0:
+        return design, 0.0
+    origin_array = np.ascontiguousarray(origin)
+    parts = map_blocks(
+        lambda start, stop: _fill_centered_copy(X, origin_array, start, stop, design),
+        _blocks(X, (X.shape[1] + 1) * 8 * 8, budget_mib),
+        _NUMPY,
+    )
+    if any(part != part for part in parts):
+        return design, float("nan")
+    return design, float(max(parts))
+
+
 # ---------------------------------------------------------------- torch CPU tensors
 
 
@@ -248,6 +298,18 @@ def working_copy_torch(
                                                rows_per_block=rows_per_block, scale_exponent=scale_exponent))
 
 
+def _centered_copy_torch_applies(X: Any, origin: Any, **_: Any) -> bool:
+    return _host(X, origin) and _centered_copy_applies(_view(X), _view(origin))
+
+
+def centered_copy_torch(X: Any, origin: Any, *, xp: Any, budget_mib: float | None = None) -> tuple[Any, float]:
+    """:func:`centered_copy_numba` on the NumPy views of host tensors; the copy as a tensor sharing its memory."""
+    import torch
+
+    design, largest = centered_copy_numba(_view(X), _view(origin), xp=_NUMPY, budget_mib=budget_mib)
+    return torch.from_numpy(design), largest
+
+
 # ---------------------------------------------------------------- self-checks
 
 
@@ -263,6 +325,7 @@ def _self_check(operation: str, to_xp: Any) -> Any:
         "find_non_finite": (find_non_finite_numba, find_non_finite_torch),
         "max_abs": (max_abs_numba, max_abs_torch),
         "working_copy": (working_copy_numba, working_copy_torch),
+        "centered_copy": (centered_copy_numba, centered_copy_torch),
     }[operation]
     kernel = implementations[to_xp is not _identity]
 
@@ -276,6 +339,10 @@ def _self_check(operation: str, to_xp: Any) -> Any:
             if operation == "find_non_finite":
                 X[50, 2] = np.inf
                 agree = kernel(X_in, xp=xp) == expected(X_in, xp=xp) == "infinity"
+            elif operation == "centered_copy":
+                mine, mine_largest = kernel(X_in, origin_in, xp=xp)
+                theirs, theirs_largest = expected(X_in, origin_in, xp=xp)
+                agree = mine_largest == theirs_largest and np.asarray(mine).tobytes() == np.asarray(theirs).tobytes()
             elif operation == "max_abs":
                 agree = kernel(X_in, xp=xp, origin=origin_in) == expected(X_in, xp=xp, origin=origin_in)
             else:
@@ -305,6 +372,8 @@ register("max_abs", "numpy", name="numba", self_check=_self_check("max_abs", _id
          applies=_max_abs_applies)(max_abs_numba)
 register("working_copy", "numpy", name="numba", self_check=_self_check("working_copy", _identity),
          applies=_working_copy_applies)(working_copy_numba)
+register("centered_copy", "numpy", name="numba", self_check=_self_check("centered_copy", _identity),
+         applies=_centered_copy_applies)(centered_copy_numba)
 # Registered whether or not torch is installed: the "torch" backend is only
 # looked up for torch arrays, and the adapters import torch when they run.
 register("find_non_finite", "torch", name="numba", self_check=_self_check("find_non_finite", _to_torch),
@@ -313,3 +382,5 @@ register("max_abs", "torch", name="numba", self_check=_self_check("max_abs", _to
          applies=_max_abs_torch_applies)(max_abs_torch)
 register("working_copy", "torch", name="numba", self_check=_self_check("working_copy", _to_torch),
          applies=_working_copy_torch_applies)(working_copy_torch)
+register("centered_copy", "torch", name="numba", self_check=_self_check("centered_copy", _to_torch),
+         applies=_centered_copy_torch_applies)(centered_copy_torch)

@@ -1,4 +1,4 @@
-"""Contract of the working frame's passes: "find_non_finite", "max_abs", "working_copy".
+"""Contract of the working frame's passes: "find_non_finite", "max_abs", "working_copy", "centered_copy".
 
 Every registered implementation (the array-API reference and the numba
 kernels on NumPy arrays and PyTorch CPU tensors) must give the reference's
@@ -15,7 +15,8 @@ import pytest
 
 from kgpu import KMeans
 from kgpu._kernels import dispatch
-from kgpu._scale import fit_frame, max_abs_reference
+from kgpu._scale import Frame, centered_copy_reference, fit_frame, fit_frame_and_working_copy, max_abs_reference
+from kgpu._stream import working_copy
 
 numba = pytest.importorskip("numba")
 cpu_numba_frame = pytest.importorskip("kgpu._kernels.cpu_numba_frame")
@@ -24,7 +25,10 @@ import array_api_compat.torch as xp_torch  # noqa: E402
 
 DTYPES = [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")]
 # The reference warns where a scale overflows a value (as the kernels' arithmetic does, silently).
-pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning"),
+    pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning"),
+]
 
 SCALES = [pytest.param(1.0, id="unit"), pytest.param(1e5, id="far"), pytest.param(1e-30, id="tiny"),
           pytest.param(1e30, id="huge")]
@@ -52,7 +56,7 @@ def _data(dtype, scale, seed=0, n_rows=1031, n_features=7):
 
 
 def test_native_kernels_are_registered_for_numpy_and_torch():
-    for operation in ("find_non_finite", "max_abs", "working_copy"):
+    for operation in ("find_non_finite", "max_abs", "working_copy", "centered_copy"):
         backends = {backend: entry.name for backend, entry in dispatch.registered(operation)}
         assert backends == {dispatch.ANY_BACKEND: "array-api", "numpy": "numba", "torch": "numba"}
 
@@ -107,6 +111,51 @@ def test_working_copy_with_given_blocks(function, to_backend, xp):
     assert np.asarray(got).tobytes() == expected.tobytes()
 
 
+@pytest.mark.parametrize("function, to_backend, xp", _implementations("centered_copy"))
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("scale", SCALES)
+def test_centered_copy_is_the_reference_copy_and_maximum(function, to_backend, xp, dtype, scale):
+    X, origin = _data(dtype, scale)
+    X[5, 3] = -X[5, 3] * 4  # the largest |x - origin| is a negative difference
+    before = X.copy()
+    expected, expected_largest = centered_copy_reference(X, origin, xp=xp_numpy)
+    got, largest = function(to_backend(X), to_backend(origin), xp=xp)
+    assert largest == expected_largest == max_abs_reference(X, xp=xp_numpy, origin=origin)
+    assert np.asarray(got).tobytes() == expected.tobytes()
+    np.testing.assert_array_equal(X, before)
+
+
+@pytest.mark.parametrize("to_backend, xp", [(np.asarray, xp_numpy), (torch.from_numpy, xp_torch)], ids=["numpy", "torch"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("scale", SCALES + [pytest.param(1e-300, id="tiniest"), pytest.param(1e300, id="largest")])
+@pytest.mark.parametrize("center", [True, False])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("fast", [True, False])
+def test_frame_and_working_copy_in_one_pass_equal_the_two_steps(
+    monkeypatch, to_backend, xp, dtype, scale, center, weighted, fast
+):
+    X, _ = _data(dtype, scale)
+    weights = np.random.default_rng(2).uniform(0.5, 2, X.shape[0]).astype(dtype) if weighted else None
+    X, weights = to_backend(X), None if weights is None else to_backend(weights)
+    if not fast:
+        monkeypatch.setenv("KGPU_FAST", "0")
+    frame, design = fit_frame_and_working_copy(X, weights, xp=xp, center=center)
+    expected_frame = fit_frame(X, weights, xp=xp, center=center)
+    expected = working_copy(X, xp=xp, frame=expected_frame)
+    assert frame.exponent == expected_frame.exponent
+    assert (frame.origin is None) == (expected_frame.origin is None)
+    if frame.origin is not None:
+        assert np.asarray(frame.origin).tobytes() == np.asarray(expected_frame.origin).tobytes()
+    assert np.asarray(design).tobytes() == np.asarray(expected).tobytes()
+
+
+def test_frame_and_working_copy_of_non_finite_or_zero_data():
+    zeros = np.zeros((10, 3), dtype=np.float32)
+    frame, design = fit_frame_and_working_copy(zeros, xp=xp_numpy)
+    assert frame == Frame(None, 0)
+    np.testing.assert_array_equal(design, np.hstack([zeros, np.ones((10, 1), np.float32)]))
+
+
 @pytest.mark.parametrize("function, to_backend, xp", _implementations("find_non_finite"))
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
@@ -126,7 +175,7 @@ def test_find_non_finite_names_the_problem(function, to_backend, xp, dtype, bad,
     assert function(to_backend(X), xp=xp) == expected
 
 
-@pytest.mark.parametrize("operation", ["find_non_finite", "max_abs", "working_copy"])
+@pytest.mark.parametrize("operation", ["find_non_finite", "max_abs", "working_copy", "centered_copy"])
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 def test_self_checks_pass(operation, backend):
     [entry] = [entry for name, entry in dispatch.registered(operation) if name == backend]

@@ -31,14 +31,16 @@ ANY_BACKEND = "*"
 
 #: Modules holding native implementations, imported on first lookup so that
 #: numba or triton are only loaded when a kernel may run.
-NATIVE_MODULES = (
-    "kgpu._kernels.cpu_numba",
-    "kgpu._kernels.cpu_numba_medoids",
-    "kgpu._kernels.cpu_numba_bisect",
-    "kgpu._kernels.cpu_numba_widen",
-    "kgpu._kernels.cpu_numba_frame",
-    "kgpu._kernels.gpu_triton",
-)
+#: Each module is imported only when a backend it registers for is first
+#: dispatched: a NumPy fit never imports torch and triton.
+NATIVE_MODULES = {
+    "kgpu._kernels.cpu_numba": ("numpy", "torch"),
+    "kgpu._kernels.cpu_numba_medoids": ("numpy", "torch"),
+    "kgpu._kernels.cpu_numba_bisect": ("numpy", "torch"),
+    "kgpu._kernels.cpu_numba_widen": ("numpy", "torch"),
+    "kgpu._kernels.cpu_numba_frame": ("numpy", "torch"),
+    "kgpu._kernels.gpu_triton": ("torch", "cupy"),
+}
 
 
 @dataclass
@@ -68,7 +70,7 @@ class Entry:
 
 _TABLE: dict[tuple[str, str], list[Entry]] = {}
 _LOCK = threading.Lock()
-_NATIVE_LOADED = False
+_NATIVE_LOADED: set[str] = set()
 
 
 def register(
@@ -99,12 +101,12 @@ def fast_enabled() -> bool:
     return os.environ.get("KGPU_FAST", "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def _load_native_modules() -> None:
-    global _NATIVE_LOADED
-    if _NATIVE_LOADED:
-        return
-    _NATIVE_LOADED = True
-    for module in NATIVE_MODULES:
+def _load_native_modules(backend: str | None = None) -> None:
+    """Import the native modules registering for ``backend`` (every module when None), once each."""
+    for module, backends in NATIVE_MODULES.items():
+        if module in _NATIVE_LOADED or (backend is not None and backend not in backends):
+            continue
+        _NATIVE_LOADED.add(module)
         try:
             importlib.import_module(module)
         except ImportError:
@@ -154,8 +156,9 @@ def implementation(operation: str, xp: Any, device: Any = None, *args: Any, **kw
     entry's ``applies`` guard.
     """
     if fast_enabled():
-        _load_native_modules()
-        for entry in _TABLE.get((operation, backend_name(xp)), ()):
+        backend = backend_name(xp)
+        _load_native_modules(backend)
+        for entry in _TABLE.get((operation, backend), ()):
             if entry.applies is not None and (args or kwargs) and not entry.applies(*args, **kwargs):
                 continue
             if _passes_self_check(entry, operation, xp, device):

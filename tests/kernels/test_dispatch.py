@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 
@@ -153,3 +154,22 @@ def test_estimators_through_the_fused_kernels(fused_on_cpu, monkeypatch):
     fused, reference = _fit_both(monkeypatch, lambda: kgpu.KMedians(4, random_state=0), X)
     np.testing.assert_array_equal(to_numpy(fused.labels_), to_numpy(reference.labels_))
     assert fused.inertia_ == pytest.approx(reference.inertia_, rel=1e-6)
+
+
+def test_a_numpy_fit_imports_neither_torch_nor_triton():
+    """The native modules load per backend: NumPy's numba kernels do not bring in the GPU ones."""
+    import subprocess
+
+    script = (
+        "import sys, numpy as np\n"
+        "from kgpu import KMeans, KMedians, BisectingKMeans, KMedoids\n"
+        "X = np.random.default_rng(0).standard_normal((600, 3))\n"
+        "for estimator in (KMeans(3, n_init=1), KMedians(3), BisectingKMeans(3), KMedoids(3)):\n"
+        "    estimator.set_params(random_state=0).fit(X).predict(X)\n"
+        "loaded = sorted(name for name in ('torch', 'triton', 'kgpu._kernels.gpu_triton') if name in sys.modules)\n"
+        "assert 'kgpu._kernels.cpu_numba' in sys.modules, 'the numba kernels did not load'\n"
+        "assert not loaded, loaded\n"
+    )
+    env = {key: value for key, value in os.environ.items() if key != "KGPU_FAST"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -319,15 +319,8 @@ def _check_data(dtype: Any) -> tuple[np.ndarray, np.ndarray]:
     return X, X[3].copy()
 
 
-def _self_check(operation: str, to_xp: Any) -> Any:
-    """``self_check(xp, device)``: the kernel against the reference on a small problem, both dtypes."""
-    implementations = {
-        "find_non_finite": (find_non_finite_numba, find_non_finite_torch),
-        "max_abs": (max_abs_numba, max_abs_torch),
-        "working_copy": (working_copy_numba, working_copy_torch),
-        "centered_copy": (centered_copy_numba, centered_copy_torch),
-    }[operation]
-    kernel = implementations[to_xp is not _identity]
+def _self_check(operation: str, kernel: Any, to_xp: Any) -> Any:
+    """``self_check(xp, device)``: ``kernel`` against the reference on a small problem, both dtypes."""
 
     def check(xp: Any, device: Any) -> bool:
         from .dispatch import reference
@@ -366,21 +359,26 @@ def _to_torch(array: np.ndarray) -> Any:
     return torch.from_numpy(array)
 
 
-register("find_non_finite", "numpy", name="numba", self_check=_self_check("find_non_finite", _identity),
-         applies=_find_non_finite_applies)(find_non_finite_numba)
-register("max_abs", "numpy", name="numba", self_check=_self_check("max_abs", _identity),
-         applies=_max_abs_applies)(max_abs_numba)
-register("working_copy", "numpy", name="numba", self_check=_self_check("working_copy", _identity),
-         applies=_working_copy_applies)(working_copy_numba)
-register("centered_copy", "numpy", name="numba", self_check=_self_check("centered_copy", _identity),
-         applies=_centered_copy_applies)(centered_copy_numba)
-# Registered whether or not torch is installed: the "torch" backend is only
-# looked up for torch arrays, and the adapters import torch when they run.
-register("find_non_finite", "torch", name="numba", self_check=_self_check("find_non_finite", _to_torch),
-         applies=_find_non_finite_torch_applies)(find_non_finite_torch)
-register("max_abs", "torch", name="numba", self_check=_self_check("max_abs", _to_torch),
-         applies=_max_abs_torch_applies)(max_abs_torch)
-register("working_copy", "torch", name="numba", self_check=_self_check("working_copy", _to_torch),
-         applies=_working_copy_torch_applies)(working_copy_torch)
-register("centered_copy", "torch", name="numba", self_check=_self_check("centered_copy", _to_torch),
-         applies=_centered_copy_torch_applies)(centered_copy_torch)
+#: Per operation, the (kernel, guard) pair for NumPy arrays and for torch CPU tensors.
+_KERNELS = {
+    "find_non_finite": ((find_non_finite_numba, _find_non_finite_applies),
+                        (find_non_finite_torch, _find_non_finite_torch_applies)),
+    "max_abs": ((max_abs_numba, _max_abs_applies), (max_abs_torch, _max_abs_torch_applies)),
+    "working_copy": ((working_copy_numba, _working_copy_applies), (working_copy_torch, _working_copy_torch_applies)),
+    "centered_copy": ((centered_copy_numba, _centered_copy_applies),
+                      (centered_copy_torch, _centered_copy_torch_applies)),
+}
+
+
+
+def _register_kernels() -> None:
+    # The torch entries are registered whether or not torch is installed: the
+    # "torch" backend is only looked up for torch arrays, and the adapters
+    # import torch when they run.
+    for operation, (on_numpy, on_torch) in _KERNELS.items():
+        for backend, (kernel, applies), to_xp in (("numpy", on_numpy, _identity), ("torch", on_torch, _to_torch)):
+            register(operation, backend, name="numba", self_check=_self_check(operation, kernel, to_xp),
+                     applies=applies)(kernel)
+
+
+_register_kernels()

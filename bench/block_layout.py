@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["KGPU_FAST"] = args.fast
 
     from kgpu import KMeans, _blocks
-    from kgpu._bench import machine_description
+    from kgpu._bench import machine_description, publish
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(args.n, args.d)).astype(np.float32)
@@ -89,11 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, runs in times.items():
         median = statistics.median(runs)
         lines.append(f"| {name} | {median:.3f} | {', '.join(f'{t:.2f}' for t in runs)} | {median / base:.3f} |")
-    table = "\n".join(lines) + "\n"
-    print(table)
-    if args.out:
-        with open(args.out, "a") as out:
-            out.write(table + "\n")
+    publish("\n".join(lines) + "\n", args.out, append=True)
     return 0
 
 

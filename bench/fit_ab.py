@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
-    from kgpu._bench import machine_description
+    from kgpu._bench import machine_description, publish
 
     lines = [
         "Whole K-Means fits, float32, tol=0: tree A against tree B, runs interleaved (A, B, A, B...), "
@@ -95,11 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                 b = statistics.median(run[key] for run in runs["B"])
                 lines.append(f"| {n:,} x {d}, k={k}, {iterations} | {what} | {a:.2f} | {b:.2f} | {b / a:.2f} | {same} |")
     lines.append(f"\nload average after: {' '.join(f'{value:.2f}' for value in os.getloadavg())}")
-    table = "\n".join(lines) + "\n"
-    print(table)
-    if args.out:
-        with open(args.out, "a") as out:
-            out.write(table + "\n")
+    publish("\n".join(lines) + "\n", args.out, append=True)
     return 0
 
 

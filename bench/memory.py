@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
-    from kgpu._bench import machine_description
+    from kgpu._bench import machine_description, publish
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(args.n, args.d)).astype(np.float32)
@@ -146,11 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             f"| {library} | {mode} | {added / 2**20:.0f} | {added / data_bytes:.2f} | "
             f"{anonymous / 2**20:.0f} | {anonymous / data_bytes:.2f} | {seconds:.1f} |"
         )
-    table = "\n".join(lines) + "\n"
-    print(table)
-    if args.out:
-        with open(args.out, "a") as out:
-            out.write(table + "\n")
+    publish("\n".join(lines) + "\n", args.out, append=True)
     return 0
 
 

@@ -258,11 +258,18 @@ def machine_description() -> str:
     return ", ".join(parts)
 
 
-def publish(report: str, out: str | None = None) -> None:
-    """Print a benchmark report, and write it to ``out`` too when given."""
+def publish(report: str, out: str | None = None, *, append: bool = False) -> None:
+    """Print a benchmark report, and write it to ``out`` too when given.
+
+    With ``append``, the report goes after what ``out`` already holds (runs
+    collected in one file); the file is still replaced atomically.
+    """
     print(report)
     if out:
+        from pathlib import Path
+
         from ._io import atomic_path
 
+        before = Path(out).read_text() if append and Path(out).exists() else ""
         with atomic_path(out) as temporary:
-            temporary.write_text(report + "\n")
+            temporary.write_text(before + report + "\n")

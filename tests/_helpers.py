@@ -6,7 +6,8 @@ to NumPy on the host, so one assertion serves every backend.
 
 from __future__ import annotations
 
-from typing import Any
+import tracemalloc
+from typing import Any, Callable
 
 import numpy as np
 
@@ -87,3 +88,14 @@ def reference_inertia(X: Any, centers: Any, labels: Any, sample_weight: Any = No
     labels = to_numpy(labels).astype(np.int64)
     weights = np.ones(X.shape[0]) if sample_weight is None else np.asarray(to_numpy(sample_weight), dtype=np.float64)
     return float(weights @ ((X - centers[labels]) ** 2).sum(axis=1))
+
+
+def peak_traced_bytes(run: Callable[[], Any]) -> int:
+    """Peak bytes ``run()`` allocates through Python's allocators (NumPy's included), by ``tracemalloc``."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        run()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()

@@ -7,7 +7,6 @@ kernels compute on), and the fit's memory with that of a float32 copy of X.
 from __future__ import annotations
 
 import importlib.util
-import tracemalloc
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from kgpu import metrics
 from kgpu._backend import cuda_available
 from kgpu._validation import check_data
 
-from ._helpers import dtype_name, to_numpy
+from ._helpers import dtype_name, peak_traced_bytes, to_numpy
 
 _TORCH_FOUND = importlib.util.find_spec("torch") is not None
 _needs_torch = pytest.mark.skipif(not _TORCH_FOUND, reason="PyTorch not installed")
@@ -178,12 +177,7 @@ def test_fit_memory_follows_the_half_precision_input():
         lambda: MiniBatchKMeans(4, random_state=0, max_iter=1, working_memory=1),
     ):
         make().fit(X[:3000])  # compiled kernels and lazy imports outside the measure
-        tracemalloc.start()
-        try:
-            make().fit(X)
-            _, peak = tracemalloc.get_traced_memory()
-        finally:
-            tracemalloc.stop()
+        peak = peak_traced_bytes(lambda: make().fit(X))
         assert peak < 0.5 * float32_copy, f"peak {peak / 2**20:.1f} MiB against a float32 copy of {float32_copy / 2**20:.1f} MiB"
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import tracemalloc
-
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -11,6 +9,8 @@ import sklearn.cluster
 
 from kgpu import BisectingKMeans, KMeans, MiniBatchKMeans, kmeans_plusplus
 from kgpu import _sparse
+
+from ._helpers import peak_traced_bytes
 
 DTYPES = [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")]
 FORMATS = [pytest.param(sp.csr_matrix, id="csr_matrix"), pytest.param(sp.csc_matrix, id="csc_matrix"),
@@ -173,12 +173,7 @@ def test_sparse_fit_never_densifies(make):
     # Dense, this X would take 4 GB; the fit must stay within O(nnz + n + k*d).
     n_samples, n_features = 5000, 100_000
     X = _wide_sparse(n_samples, n_features, 20)
-    tracemalloc.start()
-    try:
-        make().fit(X)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    peak = peak_traced_bytes(lambda: make().fit(X))
     dense_bytes = n_samples * n_features * 8
     assert peak < dense_bytes / 20, f"peak {peak / 2**20:.0f} MiB"
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import tracemalloc
-
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import sklearn.metrics
 
 from kgpu import metrics
+
+from ._helpers import peak_traced_bytes
 
 FORMATS = [pytest.param(sp.csr_matrix, id="csr_matrix"), pytest.param(sp.csc_matrix, id="csc_matrix"),
            pytest.param(sp.csr_array, id="csr_array"), pytest.param(sp.coo_matrix, id="coo_matrix")]
@@ -102,11 +102,6 @@ def test_silhouette_never_densifies_x():
     rows = np.repeat(np.arange(n_samples), 50)  # 50 stored values a row
     X = sp.csr_matrix((rng.uniform(size=rows.size), (rows, rng.integers(0, n_features, rows.size))), shape=(n_samples, n_features))
     labels = np.arange(n_samples) % 5
-    tracemalloc.start()
-    try:
-        metrics.silhouette_score(X, labels, working_memory=4)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    peak = peak_traced_bytes(lambda: metrics.silhouette_score(X, labels, working_memory=4))
     dense_bytes = n_samples * n_features * 8
     assert peak < dense_bytes / 20, f"peak {peak / 2**20:.1f} MiB"

@@ -18,7 +18,7 @@ from sklearn.datasets import make_blobs
 from kgpu import KMeans, MiniBatchKMeans, _minibatch, _stream
 from kgpu._stream import StreamedRows, should_stream, take_rows, working_copy
 
-from ._helpers import assert_close, assert_equal, assert_namespace
+from ._helpers import assert_close, assert_equal, assert_namespace, peak_traced_bytes
 
 INITS = ["k-means++", "k-means||", "random", "random-partition", "array", "callable"]
 
@@ -175,16 +175,6 @@ def big_data(tmp_path_factory):
     return X, X_map
 
 
-def _peak_bytes(fit):
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        fit()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
 _PEAK_INITS = [
     "k-means||",
     "random",
@@ -205,10 +195,10 @@ def test_memmap_fit_peaks_far_below_the_data_size(big_data, init):
     X, X_map = big_data
     init_param = np.array(X[:: _N_ROWS // 8][:8]) if init == "array" else init
     params = dict(n_clusters=8, init=init_param, n_init=1, max_iter=5, random_state=0, working_memory=0.25)
-    assert _peak_bytes(lambda: KMeans(**params).fit(X_map)) < 0.25 * _DATA_BYTES
+    assert peak_traced_bytes(lambda: KMeans(**params).fit(X_map)) < 0.25 * _DATA_BYTES
     if init == "array":
         # The in-memory fit holds its working copy [x - mean, 1]: more than the data.
-        assert _peak_bytes(lambda: KMeans(**params).fit(X)) > _DATA_BYTES
+        assert peak_traced_bytes(lambda: KMeans(**params).fit(X)) > _DATA_BYTES
 
 
 @pytest.mark.slow
@@ -221,7 +211,7 @@ def test_in_memory_float32_fit_holds_one_working_copy(big_data, init):
     budget_mib = 0.25
     blocks_budget = 4 * budget_mib * 2**20 * 2  # a block and its temporaries, per worker
     params = dict(n_clusters=8, init=init, n_init=1, max_iter=5, random_state=0, working_memory=budget_mib)
-    assert _peak_bytes(lambda: KMeans(**params).fit(X)) <= 1.25 * _DATA_BYTES + blocks_budget
+    assert peak_traced_bytes(lambda: KMeans(**params).fit(X)) <= 1.25 * _DATA_BYTES + blocks_budget
 
 
 @pytest.mark.slow
@@ -230,8 +220,8 @@ def test_memmap_predict_and_score_peak_far_below_the_data_size(big_data):
     km = KMeans(n_clusters=8, init=np.array(X[:8]), n_init=1, max_iter=2, working_memory=0.25).fit(X[:5000])
     # Per-row vectors only (labels, distances, weights: under 30 bytes a row
     # with the block results they are concatenated from).
-    assert _peak_bytes(lambda: km.predict(X_map)) < 0.15 * _DATA_BYTES
-    assert _peak_bytes(lambda: km.score(X_map)) < 0.15 * _DATA_BYTES
+    assert peak_traced_bytes(lambda: km.predict(X_map)) < 0.15 * _DATA_BYTES
+    assert peak_traced_bytes(lambda: km.score(X_map)) < 0.15 * _DATA_BYTES
 
 
 # ----------------------------------------------------------- mini-batches

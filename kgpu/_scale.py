@@ -210,6 +210,21 @@ def fit_frame(
     -------
     Frame
     """
+    itemsize, largest, origin = _origin_of(X, sample_weight, xp=xp, center=center, budget_mib=budget_mib)
+    if origin is not None:
+        largest = max_abs(X, xp=xp, origin=origin, budget_mib=budget_mib)
+    return Frame(origin, working_exponent(largest, itemsize))
+
+
+def _origin_of(
+    X: Any, sample_weight: Any, *, xp: Any, center: bool, budget_mib: float | None
+) -> tuple[int, float, Any]:
+    """The frame's first passes: ``X``'s itemsize, its largest ``|x|`` and the origin.
+
+    The origin is the weighted mean, summed in the scale that largest value
+    calls for; ``None`` without centering, or when ``X`` has no finite
+    nonzero value.
+    """
     itemsize = _itemsize(X, xp)
     largest = max_abs(X, xp=xp, budget_mib=budget_mib)
     origin = None
@@ -217,8 +232,7 @@ def fit_frame(
         origin = weighted_mean(
             X, sample_weight, xp=xp, exponent=working_exponent(largest, itemsize), budget_mib=budget_mib
         )
-        largest = max_abs(X, xp=xp, origin=origin, budget_mib=budget_mib)
-    return Frame(origin, working_exponent(largest, itemsize))
+    return itemsize, largest, origin
 
 
 def centered_copy(X: Any, origin: Any, *, xp: Any, budget_mib: float | None = None) -> tuple[Any, float]:
@@ -261,17 +275,13 @@ def fit_frame_and_working_copy(
     """
     from ._stream import StreamedRows, working_copy
 
-    if isinstance(X, StreamedRows) or not center:
+    if isinstance(X, StreamedRows):
         frame = fit_frame(X, sample_weight, xp=xp, center=center, budget_mib=budget_mib)
         return frame, working_copy(X, xp=xp, frame=frame)
-    itemsize = _itemsize(X, xp)
-    largest = max_abs(X, xp=xp, budget_mib=budget_mib)
-    if not (largest > 0 and math.isfinite(largest)):
+    itemsize, largest, origin = _origin_of(X, sample_weight, xp=xp, center=center, budget_mib=budget_mib)
+    if origin is None:
         frame = Frame(None, working_exponent(largest, itemsize))
         return frame, working_copy(X, xp=xp, frame=frame)
-    origin = weighted_mean(
-        X, sample_weight, xp=xp, exponent=working_exponent(largest, itemsize), budget_mib=budget_mib
-    )
     design, largest = centered_copy(X, origin, xp=xp, budget_mib=budget_mib)
     frame = Frame(origin, working_exponent(largest, itemsize))
     if frame.exponent != 0:

@@ -91,6 +91,10 @@ VECTOR_BYTES = 64
 #: ``BLOCK_ROWS * BLOCK_CENTERS`` independent accumulators in registers.
 BLOCK_ROWS, BLOCK_CENTERS = 2, 4
 
+#: Rows labelled before they are summed, and features summed at a time
+#: (``k`` times this many float64 sums stay in the L1 cache).
+SUM_ROWS, SUM_FEATURES = 32, 256
+
 #: Rows ahead of the current block whose values are requested from memory
 #: before its distances are computed.
 PREFETCH_ROWS = 4
@@ -203,6 +207,59 @@ _block_1x1, _block_1x2, _block_1x3, _block_1x4 = (_block_sqdist_intrinsic(1, g) 
 _block_2x1, _block_2x2, _block_2x3, _block_2x4 = (_block_sqdist_intrinsic(2, g) for g in (1, 2, 3, 4))
 
 
+def _accumulate_codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+    """LLVM IR of :func:`_accumulate`."""
+    sums_type, X_type = signature.args[:2]
+    sums = context.make_array(sums_type)(context, builder, args[0])
+    X = context.make_array(X_type)(context, builder, args[1])
+    row, first, last, weight = args[2], args[3], args[4], args[5]
+    index_type = first.type
+    double = ir.DoubleType()
+    scalar = context.get_value_type(X_type.dtype)
+    itemsize = context.get_abi_sizeof(scalar)
+    # As many lanes as one vector of the data holds: 16 float32 widened to 16 float64, or 8 float64.
+    width = VECTOR_BYTES // itemsize
+    data_vector, sum_vector = ir.VectorType(scalar, width), ir.VectorType(double, width)
+    fma_vector = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(sum_vector, [sum_vector] * 3), f"llvm.fma.v{width}f64"
+    )
+    fma_scalar = cgutils.get_or_insert_function(builder.module, ir.FunctionType(double, [double] * 3), "llvm.fma.f64")
+    lane = ir.IntType(32)
+    weights = builder.insert_element(ir.Constant(sum_vector, ir.Undefined), weight, ir.Constant(lane, 0))
+    weights = builder.shuffle_vector(weights, weights, ir.Constant(ir.VectorType(lane, width), [0] * width))
+    x_start = builder.gep(X.data, [builder.add(builder.mul(row, builder.extract_value(X.shape, 1)), first)])
+    sums_start = builder.gep(sums.data, [first])
+    n_vectors = builder.udiv(builder.sub(last, first), ir.Constant(index_type, width))
+    with cgutils.for_range(builder, n_vectors) as loop:
+        offset = builder.mul(loop.index, ir.Constant(index_type, width))
+        values = builder.load(builder.bitcast(builder.gep(x_start, [offset]), data_vector.as_pointer()), align=itemsize)
+        if itemsize != 8:
+            values = builder.fpext(values, sum_vector)
+        target = builder.bitcast(builder.gep(sums_start, [offset]), sum_vector.as_pointer())
+        builder.store(builder.call(fma_vector, [weights, values, builder.load(target, align=8)]), target, align=8)
+    done = builder.mul(n_vectors, ir.Constant(index_type, width))
+    with cgutils.for_range_slice(builder, done, builder.sub(last, first), ir.Constant(index_type, 1), inc=True) as (f, _):
+        value = builder.load(builder.gep(x_start, [f]))
+        if itemsize != 8:
+            value = builder.fpext(value, double)
+        target = builder.gep(sums_start, [f])
+        builder.store(builder.call(fma_scalar, [weight, value, builder.load(target)]), target)
+    return context.get_dummy_value()
+
+
+@intrinsic
+def _accumulate(typingctx: Any, sums: Any, X: Any, row: Any, first: Any, last: Any, weight: Any) -> Any:
+    """``sums[f] += weight * X[row, f]`` for ``first <= f < last``, each a float64 fused multiply-add.
+
+    ``sums`` is a C-contiguous float64 1-d array, ``X`` a C-contiguous 2-d array.
+    """
+    if not (isinstance(sums, types.Array) and sums.ndim == 1 and sums.layout == "C" and sums.dtype == types.float64):
+        return None
+    if not (isinstance(X, types.Array) and X.ndim == 2 and X.layout == "C" and X.dtype in (types.float32, types.float64)):
+        return None
+    return types.none(sums, X, types.intp, types.intp, types.intp, types.float64), _accumulate_codegen
+
+
 def _prefetch_codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
     X_type = signature.args[0]
     X = context.make_array(X_type)(context, builder, args[0])
@@ -278,28 +335,36 @@ def _lloyd_rows(X, weights, centers, start, stop, previous, labels, part):
     ignored); ``part`` is ``(k, d + 1)``: the weighted sums, then the weights
     in the last column, added to in row order. Returns the number of rows
     whose label differs from ``previous`` (0 when ``previous`` is empty).
+
+    The rows are labelled :data:`SUM_ROWS` at a time, then summed
+    :data:`SUM_FEATURES` features at a time: that slice of every cluster's
+    sums stays in the L1 cache (all of ``part`` may not), the rows come from
+    L2. Each sum still adds its rows in row order.
     """
     n_clusters, n_features = centers.shape
     distances = np.empty((BLOCK_ROWS, n_clusters), dtype=X.dtype)
     compare = previous.shape[0] > 0
     n_changed = 0
-    for first in range(start, stop, BLOCK_ROWS):
-        n_block_rows = min(BLOCK_ROWS, stop - first)
-        for ahead in range(first + PREFETCH_ROWS, min(first + PREFETCH_ROWS + n_block_rows, X.shape[0])):
-            _prefetch_row(X, ahead, n_features)
-        _block_distances(X, first, n_block_rows, centers, distances)
-        for r in range(n_block_rows):
-            i = first + r
-            best = _nearest(distances, r)
-            # Compared before it is written: ``labels`` may be ``previous`` itself.
-            if compare and previous[i] != best:
-                n_changed += 1
-            labels[i] = best
-            weight = np.float64(weights[i])
-            sums = part[best]
-            for f in range(n_features):
-                sums[f] += weight * X[i, f]
-            sums[n_features] += weight
+    for block_start in range(start, stop, SUM_ROWS):
+        block_stop = min(block_start + SUM_ROWS, stop)
+        for first in range(block_start, block_stop, BLOCK_ROWS):
+            n_block_rows = min(BLOCK_ROWS, block_stop - first)
+            for ahead in range(first + PREFETCH_ROWS, min(first + PREFETCH_ROWS + n_block_rows, X.shape[0])):
+                _prefetch_row(X, ahead, n_features)
+            _block_distances(X, first, n_block_rows, centers, distances)
+            for r in range(n_block_rows):
+                i = first + r
+                best = _nearest(distances, r)
+                # Compared before it is written: ``labels`` may be ``previous`` itself.
+                if compare and previous[i] != best:
+                    n_changed += 1
+                labels[i] = best
+        for first_feature in range(0, n_features, SUM_FEATURES):
+            last_feature = min(first_feature + SUM_FEATURES, n_features)
+            for i in range(block_start, block_stop):
+                _accumulate(part[labels[i]], X, i, first_feature, last_feature, np.float64(weights[i]))
+        for i in range(block_start, block_stop):
+            part[labels[i], n_features] += np.float64(weights[i])
     return n_changed
 
 

@@ -119,12 +119,13 @@ def test_assign_split_by_out_of_memory_gives_the_same_bits(inject, metric):
 
 @pytest.mark.parametrize("homogeneous_rows", [False, True])
 def test_skinny_kernels_split_by_out_of_memory_give_the_same_bits(inject, homogeneous_rows):
-    X = _data(20_000, 70, np.float32)
+    n_features = cpu_numba_skinny.MIN_FEATURES + 3
+    X = _data(20_000, n_features, np.float32)
     if homogeneous_rows:
         X = np.ascontiguousarray(np.hstack([X, np.ones((X.shape[0], 1), dtype=X.dtype)]))
     rng = np.random.default_rng(5)
     weights = rng.uniform(0.5, 2.0, X.shape[0]).astype(X.dtype)
-    centers = np.ascontiguousarray(X[:6, :70])
+    centers = np.ascontiguousarray(X[:6, :n_features])
     previous = rng.integers(0, 6, X.shape[0])
     want = cpu_numba_skinny.lloyd_step_skinny(X, weights, centers, xp=NP, rows_per_block=1000, previous_labels=previous)
     want_assign = cpu_numba_skinny.assign_skinny(X, centers, xp=NP)

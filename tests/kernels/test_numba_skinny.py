@@ -83,7 +83,7 @@ def test_lloyd_step_exact_on_integer_data(dtype, n_rows, n_features, n_clusters,
 
 
 def test_lloyd_step_in_place_writes_over_the_previous_labels():
-    X, centers, weights = _integer_data(501, 80, 6, np.float32)
+    X, centers, weights = _integer_data(501, skinny.MIN_FEATURES + 1, 6, np.float32)
     previous = np.random.default_rng(2).integers(0, 6, 501)
     expected_changed = int(np.count_nonzero(_brute_force(X, weights, centers)[0] != previous))
     step = skinny.lloyd_step_skinny(X, weights, centers, xp=xp_numpy, rows_per_block=50, previous_labels=previous, in_place=True)
@@ -134,7 +134,7 @@ def test_ties_go_to_the_lowest_index():
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("homogeneous_rows", ROWS)
 def test_blobs_match_the_reference(dtype, homogeneous_rows):
-    X, centers = blobs(3001, 12, 100, dtype.__name__, seed=5)
+    X, centers = blobs(3001, 12, skinny.MIN_FEATURES + 9, dtype.__name__, seed=5)
     centers = centers + dtype(0.01)
     weights = np.random.default_rng(6).uniform(0.25, 3.0, X.shape[0]).astype(dtype)
     weights[::7] = 0
@@ -154,12 +154,12 @@ def test_blobs_match_the_reference(dtype, homogeneous_rows):
 
 def test_same_bits_whatever_threads_and_rounds(monkeypatch):
     rng = np.random.default_rng(7)
-    X = homogeneous(rng.normal(size=(40 * 64 + 3, 100)).astype(np.float32), xp=xp_numpy)
+    X = homogeneous(rng.normal(size=(40 * 64 + 3, skinny.MIN_FEATURES + 5)).astype(np.float32), xp=xp_numpy)
     weights = rng.uniform(0.5, 1.5, X.shape[0]).astype(np.float32)
     centers = X[:6, :-1].copy()
     pooled = skinny.lloyd_step_skinny(X, weights, centers, xp=xp_numpy, rows_per_block=1000)
     pooled_assign = skinny.assign_skinny(X, centers, xp=xp_numpy)
-    assert len(cpu_numba.task_rounds(X.shape[0], skinny._rows_per_tile(centers, X), 6 * 101)[0]) > 1
+    assert len(cpu_numba.task_rounds(X.shape[0], skinny._rows_per_tile(centers, X), 1)[0]) > 1
     # One thread: map_blocks runs the tasks in order on the caller's thread;
     # a tiny partials budget makes one round per task.
     monkeypatch.setattr(_blocks, "cpu_threads", lambda: 1)
@@ -176,8 +176,8 @@ def test_a_distance_has_the_same_bits_in_any_block():
     # Rows computed two at a time or alone, centers in groups of 4, 3, 2 or 1:
     # each distance is the same sum, so the same bits.
     rng = np.random.default_rng(8)
-    X = rng.normal(size=(5, 203)).astype(np.float32)
-    centers = rng.normal(size=(skinny.MAX_CENTERS, 203)).astype(np.float32)
+    X = rng.normal(size=(5, skinny.MIN_FEATURES + 75)).astype(np.float32)
+    centers = rng.normal(size=(skinny.MAX_CENTERS, X.shape[1])).astype(np.float32)
     whole = skinny.assign_skinny(X, centers, xp=xp_numpy)
     for n_clusters in range(1, skinny.MAX_CENTERS + 1):
         for first in range(5):
@@ -216,7 +216,7 @@ def test_torch_adapters_give_the_numpy_kernels_bits_as_tensors():
     torch = pytest.importorskip("torch")
     import array_api_compat.torch as xp_torch
 
-    X, centers, weights = _integer_data(700, 90, 9, np.float32, seed=9)
+    X, centers, weights = _integer_data(700, skinny.MIN_FEATURES + 10, 9, np.float32, seed=9)
     X = X + np.random.default_rng(10).normal(size=X.shape).astype(np.float32)
     design = homogeneous(X, xp=xp_numpy)
     previous = np.random.default_rng(11).integers(0, 9, 700)
@@ -264,7 +264,7 @@ def test_a_fit_runs_these_kernels_and_predict_matches_labels(monkeypatch, dtype)
     monkeypatch.setattr(skinny, "_lloyd_rows", counted_lloyd)
     monkeypatch.setattr(skinny, "_assign_rows", counted_assign)
     monkeypatch.delenv("KGPU_FAST", raising=False)
-    X, _ = blobs(2000, 8, 120, dtype.__name__, seed=12)
+    X, _ = blobs(2000, 8, skinny.MIN_FEATURES + 8, dtype.__name__, seed=12)
     X = X + np.random.default_rng(13).normal(scale=0.5, size=X.shape).astype(dtype)
     model = KMeans(8, n_init=1, max_iter=5, tol=0.0, random_state=0).fit(X)
     np.testing.assert_array_equal(model.predict(X), model.labels_)

@@ -79,8 +79,10 @@ from .cpu_numba import (
 )
 from .dispatch import register
 
-#: Fewest features and most centers the kernels run for (see the module docstring).
+#: Fewest features and most centers the kernels run for (see the module docstring);
+#: from :data:`WIDE_FEATURES` features, up to :data:`WIDE_MAX_CENTERS` centers.
 MIN_FEATURES, MAX_CENTERS = 128, 16
+WIDE_FEATURES, WIDE_MAX_CENTERS = 256, 32
 
 #: Bytes of one SIMD lane vector (an AVX-512 register): 16 float32 or 8 float64 lanes.
 VECTOR_BYTES = 64
@@ -413,6 +415,8 @@ def applies_to_shape(n_clusters: int, n_features: int) -> bool:
     A function of ``(k, d)`` only, never of the rows: ``predict`` on any data
     runs the kernel the fit ran.
     """
+    if n_features >= WIDE_FEATURES:
+        return 1 <= n_clusters <= WIDE_MAX_CENTERS
     return 1 <= n_clusters <= MAX_CENTERS and n_features >= MIN_FEATURES
 
 

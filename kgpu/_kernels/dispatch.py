@@ -30,10 +30,14 @@ from .._backend import backend_name, device_of
 ANY_BACKEND = "*"
 
 #: Modules holding native implementations, imported on first lookup so that
-#: numba or triton are only loaded when a kernel may run.
+#: numba or triton are only loaded when a kernel may run. Their order is the
+#: order in which their implementations of one operation are tried.
 #: Each module is imported only when a backend it registers for is first
 #: dispatched: a NumPy fit never imports torch and triton.
 NATIVE_MODULES = {
+    # Before cpu_numba: its guard (few features and centers) picks shapes
+    # cpu_numba's kernels would also take.
+    "kgpu._kernels.cpu_numba_narrow": ("numpy", "torch"),
     "kgpu._kernels.cpu_numba": ("numpy", "torch"),
     "kgpu._kernels.cpu_numba_medoids": ("numpy", "torch"),
     "kgpu._kernels.cpu_numba_bisect": ("numpy", "torch"),
@@ -83,17 +87,29 @@ def register(
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator registering ``function`` as ``operation`` on ``backend``.
 
-    Native implementations registered for a backend are tried, in order of
-    registration, before the reference (``backend=ANY_BACKEND``).
+    Native implementations registered for a backend are tried before the
+    reference (``backend=ANY_BACKEND``): in the order of their modules in
+    :data:`NATIVE_MODULES` (whichever was imported first), then in order of
+    registration.
     """
 
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
         entry = Entry(function, name, self_check, applies)
         with _LOCK:
-            _TABLE.setdefault((operation, backend), []).append(entry)
+            entries = _TABLE.setdefault((operation, backend), [])
+            entries.append(entry)
+            # A stable sort: registration order within a module.
+            entries.sort(key=_module_rank)
         return function
 
     return decorate
+
+
+def _module_rank(entry: Entry) -> int:
+    """Position of the entry's module in :data:`NATIVE_MODULES` (unlisted modules last)."""
+    modules = list(NATIVE_MODULES)
+    module = getattr(entry.function, "__module__", None)
+    return modules.index(module) if module in modules else len(modules)
 
 
 def fast_enabled() -> bool:

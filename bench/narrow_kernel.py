@@ -10,7 +10,9 @@ sums) and one assignment (``assign``) of:
   called directly, also on shapes outside its guard (to place the crossover);
 
 then a whole K-Means fit (same initial centers, ``tol=0``, fixed iterations)
-with the narrow kernels on and off. Repeats are interleaved; medians. Also
+with the narrow kernels on and off. Repeats are interleaved; medians; the
+kernels are timed in CPU seconds of the process (steadier than wall time on a
+shared machine), the fits in wall seconds. Also
 reports the first-call compile time and the vector instructions of the
 distance loop (``inspect_asm`` of a fresh, uncached compilation).
 
@@ -79,9 +81,11 @@ def _kernel_times(design: np.ndarray, centers: np.ndarray, repeats: int) -> dict
         run()  # compile (or load from the cache), warm up
     for _ in range(repeats):
         for name, run in contenders.items():
-            started = time.perf_counter()
+            # CPU seconds of the process (both pool threads): on a shared
+            # machine they move far less than wall time with the load.
+            started = time.process_time()
             run()
-            times[name].append(time.perf_counter() - started)
+            times[name].append(time.process_time() - started)
     return {name: _median_ms(values) for name, values in times.items()}
 
 
@@ -131,9 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         f"compiled or loaded from numba's cache): {first_call:.2f} s.",
         f"Distance loop, fresh compilation (float32, d = 8): {_vector_instructions()}.",
         "",
-        f"float32, homogeneous rows; kernels: median of {args.repeats} interleaved repeats; "
-        f"fit: {args.iterations} Lloyd iterations (tol=0, same initial centers), median of {args.fit_repeats}. "
-        "Milliseconds; ratio = narrow / blas-tile. The machine is shared: ratios count, not absolute times.",
+        f"float32, homogeneous rows. Kernels (step, assign): CPU milliseconds of the process (both threads), "
+        f"median of {args.repeats} interleaved repeats. Fit: wall milliseconds of {args.iterations} Lloyd "
+        f"iterations (tol=0, same initial centers), median of {args.fit_repeats} interleaved repeats. "
+        "Ratio = narrow / blas-tile. The machine is shared: ratios count, not absolute times.",
         "",
         "| n × d, k | in guard | step blas-tile | step narrow | ratio | assign blas-tile | assign narrow | ratio "
         "| fit blas-tile | fit narrow | ratio | fit / iteration (narrow) |",

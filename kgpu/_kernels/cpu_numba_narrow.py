@@ -1,30 +1,32 @@
 """Lloyd step and assignment for data with few features and few centers, vectorised over rows.
 
 With ``d`` of a few features, the BLAS score tile of :mod:`kgpu._kernels.cpu_numba`
-is a GEMM with a tiny inner dimension and ``k`` output columns: its
-micro-kernel runs far below the memory bandwidth (about 6 GB/s for
-4,000,000 × 8 rows and ``k = 8``), and a row-wise loop over ``d = 8``
-features has nothing to vectorise (``fastmath`` stays off, so a sum is never
-reordered). These kernels put independent rows in the SIMD lanes instead:
+is a GEMM with a tiny inner dimension and ``k`` output columns, which its
+micro-kernel uses poorly, followed by a scalar epilogue; a row-wise loop over
+``d = 8`` features has nothing to vectorise (``fastmath`` stays off, so a sum
+is never reordered). These kernels put independent rows in the SIMD lanes
+instead:
 
 - a tile of :func:`tile_rows` rows is copied transposed into a small ``(d, rows)``
   buffer that stays in the L1 cache;
 - for each center in turn, the exact ``sum_f (x_f - c_f)^2`` of every row of
   the tile is computed with the rows in the innermost loop: each lane is one
   row and sums its features in order, so the loop vectorises without
-  reordering any sum. ``d`` is a constant of the compiled code (one version
-  per ``d``, selected by the length of a tuple argument), so the feature loop
-  is unrolled and each center's values are held in registers. A strict ``<`` keeps the lowest index on ties;
+  reordering any sum; each term after the first is added by a fused
+  multiply-add (:func:`_fused_multiply_add`, rounded once). ``d`` is a
+  constant of the compiled code (one version per ``d``, selected by the
+  length of a tuple argument), so the feature loop is unrolled and each
+  center's values are held in registers. A strict ``<`` keeps the lowest
+  index on ties;
 - the float64 weighted sums are added per row, ``part[best, :] += w * x``,
   as one vector operation over the row's ``d`` features
   (:func:`_add_scaled_row`: element-wise, so nothing is reordered either;
   numba does not run LLVM's SLP vectoriser, which would be needed to fuse
   the ``d`` scalar adds).
 
-The distance to the chosen center is the exact one, in the data's dtype, in
-the same order as :func:`kgpu._kernels.cpu_numba._assign_rows`; the labels
-are those of exact distances, which may differ from a GEMM score's on a
-near-tie. ``lloyd_step`` and ``assign`` share one guard, so a fit's labels
+The distance returned for the chosen center is that sum, in the data's
+dtype; the labels are those of these exact distances, which may differ from
+a GEMM score's on a near-tie. ``lloyd_step`` and ``assign`` share one guard, so a fit's labels
 and ``predict`` on the same data come from the same distances.
 
 Tasks, tiles, out-of-memory pieces and the order partials are added in are
@@ -33,9 +35,17 @@ those of :mod:`kgpu._kernels.cpu_numba` (:func:`~kgpu._kernels.cpu_numba.task_ro
 fixed by the shape, so the result is the same bits on any number of threads.
 
 Crossover, measured on 2 AVX-512 cores against the BLAS tile
-(``bench/narrow_kernel.py``, results in ``bench/results/``): faster at every
-``d <= 16`` and ``k <= 16`` tried; :data:`MAX_FEATURES` and
-:data:`MAX_CLUSTERS` bound the guard.
+(``bench/narrow_kernel.py``: CPU time of one Lloyd step, float32, homogeneous
+rows; ``bench/results/narrow-kernel-2core-*.md``): 0.7-0.9 of its time from
+``d = 2`` to ``d = 12`` with ``k`` up to 16 (4,000,000 × 8, ``k = 8``: 0.7),
+level at ``d = 16`` (0.97-1.01 at ``k = 8`` and 16), far slower at ``d = 32``
+(4.8). The assignment is
+0.5-0.8 of the BLAS tile's throughout (the BLAS path recomputes the exact
+distance row by row after its scores). :data:`MAX_FEATURES` and
+:data:`MAX_CLUSTERS` bound the guard accordingly. Of one step at
+4,000,000 × 8, ``k = 8`` on one thread (about 20 cycles per row), reading the
+rows into the transposed tile takes about 4, the distances about 7, the sums
+about 5 and the labels (compare, write) about 4.
 """
 
 from __future__ import annotations
@@ -57,8 +67,8 @@ from . import cpu_numba
 from .cpu_numba import _host_tensors, _is_float_matrix, _tensor, _view, task_rounds, tile_span, tile_tasks
 from .dispatch import register
 
-#: Largest number of features (``d``) and of centers (``k``) the guard accepts.
-MAX_FEATURES, MAX_CLUSTERS = 16, 16
+#: Largest number of features (``d``) and of centers (``k``) the guard accepts (the measured crossover).
+MAX_FEATURES, MAX_CLUSTERS = 12, 16
 
 #: Bytes of one transposed tile ``(d, rows)``: with the rows it was copied from,
 #: well within an L1 data cache (measured: 256 rows at d = 8 in float32 ran a

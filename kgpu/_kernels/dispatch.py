@@ -30,13 +30,16 @@ from .._backend import backend_name, device_of
 ANY_BACKEND = "*"
 
 #: Modules holding native implementations, imported on first lookup so that
-#: numba or triton are only loaded when a kernel may run. Their order is the
-#: order in which their implementations of one operation are tried.
+#: numba or triton are only loaded when a kernel may run.
 #: Each module is imported only when a backend it registers for is first
 #: dispatched: a NumPy fit never imports torch and triton.
+#: Their order is the order in which their implementations are tried, however
+#: the modules happen to be imported (a specialised module that imports a
+#: general one still comes first when listed first).
 NATIVE_MODULES = {
-    # Before cpu_numba: its guard (few features and centers) picks shapes
-    # cpu_numba's kernels would also take.
+    # Before cpu_numba, whose guards take the same shapes: few centers with
+    # many features (skinny), few centers with few features (narrow).
+    "kgpu._kernels.cpu_numba_skinny": ("numpy", "torch"),
     "kgpu._kernels.cpu_numba_narrow": ("numpy", "torch"),
     "kgpu._kernels.cpu_numba": ("numpy", "torch"),
     "kgpu._kernels.cpu_numba_medoids": ("numpy", "torch"),
@@ -88,9 +91,9 @@ def register(
     """Decorator registering ``function`` as ``operation`` on ``backend``.
 
     Native implementations registered for a backend are tried before the
-    reference (``backend=ANY_BACKEND``): in the order of their modules in
-    :data:`NATIVE_MODULES` (whichever was imported first), then in order of
-    registration.
+    reference (``backend=ANY_BACKEND``): those of modules listed in
+    :data:`NATIVE_MODULES` in that order, then the others, each module's in
+    order of registration.
     """
 
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -98,15 +101,14 @@ def register(
         with _LOCK:
             entries = _TABLE.setdefault((operation, backend), [])
             entries.append(entry)
-            # A stable sort: registration order within a module.
-            entries.sort(key=_module_rank)
+            entries.sort(key=_module_rank)  # stable: registration order within a module
         return function
 
     return decorate
 
 
 def _module_rank(entry: Entry) -> int:
-    """Position of the entry's module in :data:`NATIVE_MODULES` (unlisted modules last)."""
+    """Position of the entry's module in :data:`NATIVE_MODULES` (after all of them when not listed)."""
     modules = list(NATIVE_MODULES)
     module = getattr(entry.function, "__module__", None)
     return modules.index(module) if module in modules else len(modules)

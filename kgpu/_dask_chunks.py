@@ -201,7 +201,9 @@ class DaskRows:
 
         With ``persist``, the working copy is kept in the workers' memory for
         every pass to come (as an in-memory fit keeps its copy); otherwise
-        each pass makes it again from the input's chunks.
+        each pass makes it again from the input's chunks. On a
+        ``dask.distributed`` cluster each chunk (and its weights) is computed
+        on the worker :meth:`_balanced_placement` chooses.
         """
         import dask
 

@@ -23,7 +23,7 @@ import textwrap
 import pytest
 
 #: Rows of the two fits; both above every block height, so the blocks' share is the same in both.
-SMALL, LARGE = 200_000, 600_000
+SMALL, LARGE = 100_000, 300_000
 N_FEATURES = 32
 
 _FIT_PEAKS = textwrap.dedent(

@@ -34,6 +34,7 @@ from ._blocks import map_blocks, row_blocks
 from ._distances import homogeneous_operand, row_sq_norms, sq_distance_to_own_center
 from ._lloyd import IterationRecord, LloydResult, _centers_from_sums as centers_from_sums, _means, finish_iteration
 from ._segment import segment_sum
+from ._stream import take_rows
 
 ALGORITHMS = ("lloyd", "elkan")
 
@@ -235,7 +236,7 @@ def _nearest_of(
     design: Any, labels: Any, rows_at: Any, operand: Any, center_sq_norms: Any, centers: Any, rounding: float, *, xp: Any
 ) -> tuple[Any, Any, Any, Any]:
     """Rows ``rows_at``: Lloyd's nearest center, the new upper and lower bounds, and how many labels change (a device scalar)."""
-    rows = xp.take(design, rows_at, axis=0)
+    rows = take_rows(design, rows_at, xp=xp)
     nearest, second_lower = _two_nearest(rows, operand, center_sq_norms, rounding, xp=xp)
     own = _own_distance(rows[:, :-1], centers, nearest, rounding, xp=xp)
     n_changed = xp.astype(xp.count_nonzero(nearest != xp.take(labels, rows_at)), xp.int64)

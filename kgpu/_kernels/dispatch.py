@@ -33,7 +33,11 @@ ANY_BACKEND = "*"
 #: numba or triton are only loaded when a kernel may run.
 #: Each module is imported only when a backend it registers for is first
 #: dispatched: a NumPy fit never imports torch and triton.
+#: Their order is the order in which their implementations are tried, however
+#: the modules happen to be imported (a specialised module that imports a
+#: general one still comes first when listed first).
 NATIVE_MODULES = {
+    "kgpu._kernels.cpu_numba_skinny": ("numpy", "torch"),
     "kgpu._kernels.cpu_numba": ("numpy", "torch"),
     "kgpu._kernels.cpu_numba_medoids": ("numpy", "torch"),
     "kgpu._kernels.cpu_numba_bisect": ("numpy", "torch"),
@@ -83,17 +87,28 @@ def register(
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator registering ``function`` as ``operation`` on ``backend``.
 
-    Native implementations registered for a backend are tried, in order of
-    registration, before the reference (``backend=ANY_BACKEND``).
+    Native implementations registered for a backend are tried before the
+    reference (``backend=ANY_BACKEND``): those of modules listed in
+    :data:`NATIVE_MODULES` in that order, then the others, each module's in
+    order of registration.
     """
 
     def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
         entry = Entry(function, name, self_check, applies)
         with _LOCK:
-            _TABLE.setdefault((operation, backend), []).append(entry)
+            entries = _TABLE.setdefault((operation, backend), [])
+            entries.append(entry)
+            entries.sort(key=_module_rank)  # stable: registration order within a module
         return function
 
     return decorate
+
+
+def _module_rank(entry: Entry) -> int:
+    """Position of the entry's module in :data:`NATIVE_MODULES` (after all of them when not listed)."""
+    modules = list(NATIVE_MODULES)
+    module = getattr(entry.function, "__module__", None)
+    return modules.index(module) if module in modules else len(modules)
 
 
 def fast_enabled() -> bool:

@@ -173,3 +173,24 @@ def test_a_numpy_fit_imports_neither_torch_nor_triton():
     env = {key: value for key, value in os.environ.items() if key != "KGPU_FAST"}
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_native_modules_are_tried_in_their_listed_order_whatever_the_import_order(table):
+    # A specialised module imports a general one (which registers first), yet is listed, and tried, first.
+    first, second = list(table.NATIVE_MODULES)[:2]
+    ran = []
+
+    def kernel_from(module):
+        def kernel(values, *, xp):
+            ran.append(module)
+            return 2 * values
+
+        kernel.__module__ = module
+        return kernel
+
+    table.register("toy", "numpy", name="general")(kernel_from(second))
+    table.register("toy", "numpy", name="specialised")(kernel_from(first))
+    table.register("toy", "numpy", name="elsewhere")(kernel_from("tests.unlisted"))
+    assert [entry.name for entry in table._TABLE[("toy", "numpy")]] == ["specialised", "general", "elsewhere"]
+    table.call("toy", np.arange(3.0), xp=_xp())
+    assert ran == [first]

@@ -21,6 +21,7 @@ from kgpu._distances import Metric
 numba = pytest.importorskip("numba")
 cpu_numba = pytest.importorskip("kgpu._kernels.cpu_numba")
 cpu_numba_medoids = pytest.importorskip("kgpu._kernels.cpu_numba_medoids")
+cpu_numba_skinny = pytest.importorskip("kgpu._kernels.cpu_numba_skinny")
 
 
 @pytest.fixture
@@ -114,6 +115,29 @@ def test_assign_split_by_out_of_memory_gives_the_same_bits(inject, metric):
     _assert_few_retries(failures, X.shape[0])
     np.testing.assert_array_equal(got.labels, want.labels)
     np.testing.assert_array_equal(got.min_dist, want.min_dist)
+
+
+@pytest.mark.parametrize("homogeneous_rows", [False, True])
+def test_skinny_kernels_split_by_out_of_memory_give_the_same_bits(inject, homogeneous_rows):
+    n_features = cpu_numba_skinny.MIN_FEATURES + 3
+    X = _data(20_000, n_features, np.float32)
+    if homogeneous_rows:
+        X = np.ascontiguousarray(np.hstack([X, np.ones((X.shape[0], 1), dtype=X.dtype)]))
+    rng = np.random.default_rng(5)
+    weights = rng.uniform(0.5, 2.0, X.shape[0]).astype(X.dtype)
+    centers = np.ascontiguousarray(X[:6, :n_features])
+    previous = rng.integers(0, 6, X.shape[0])
+    want = cpu_numba_skinny.lloyd_step_skinny(X, weights, centers, xp=NP, rows_per_block=1000, previous_labels=previous)
+    want_assign = cpu_numba_skinny.assign_skinny(X, centers, xp=NP)
+    failures = inject(1, modules=(cpu_numba_skinny,))  # more than one tile per job fails
+    got = cpu_numba_skinny.lloyd_step_skinny(X, weights, centers, xp=NP, rows_per_block=1000, previous_labels=previous)
+    got_assign = cpu_numba_skinny.assign_skinny(X, centers, xp=NP)
+    _assert_few_retries(failures, X.shape[0])
+    np.testing.assert_array_equal(got.labels, want.labels)
+    assert np.array_equal(got.sums, want.sums) and np.array_equal(got.weights, want.weights)
+    assert int(got.n_changed) == int(want.n_changed)
+    np.testing.assert_array_equal(got_assign.labels, want_assign.labels)
+    np.testing.assert_array_equal(got_assign.min_dist, want_assign.min_dist)
 
 
 def test_weighted_segment_median_split_by_out_of_memory_gives_the_same_bits(inject):

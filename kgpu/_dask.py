@@ -8,9 +8,9 @@ on that chunk (:func:`kgpu._assign.assign_and_accumulate`, :mod:`kgpu._segment`,
 Dask adds the partial results up in a tree. The passes run on the active
 scheduler: a ``dask.distributed`` client when one is set (a ``LocalCluster``, a
 ``dask-cuda`` ``LocalCUDACluster``, a remote cluster), else Dask's local
-threads. Lloyd's iterations (:mod:`kgpu._dask_lloyd`) send the centers
-(``k x d``) to each worker once per iteration, and on a cluster keep the
-workers busy while the host reads each iteration's result.
+threads. On a cluster, Lloyd's iterations (:mod:`kgpu._dask_lloyd`) are one
+task per worker thread running that worker's chunks, and keep the workers
+busy while the host reads each iteration's result.
 
 The fit computes in the same working frame as in memory (:mod:`kgpu._scale`:
 the weighted mean as origin and a power-of-two scale, found in the first
@@ -40,9 +40,10 @@ What a fit does, pass by pass (``k`` clusters):
    last iteration's).
 
 With a ``dask.distributed`` client, the working copy is persisted on the
-workers for the duration of the fit (about the size of ``X``), so the passes
-read worker memory rather than recomputing the input graph; a worker that dies
-has its chunks recomputed by Dask from the input's graph and the fit goes on.
+workers for the duration of the fit (about the size of ``X``), about the same
+rows per worker thread (:mod:`kgpu._dask_placement`), so the passes read
+worker memory rather than recomputing the input graph; a worker that dies has
+its chunks recomputed by Dask from the input's graph and the fit goes on.
 With Dask's local threads nothing is persisted: every pass recomputes its
 chunks, and only a few chunks are in memory at a time. ``labels_``,
 ``predict`` and ``transform`` return lazy Dask arrays (``map_blocks`` of the

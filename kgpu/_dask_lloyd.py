@@ -1,23 +1,25 @@
-"""Lloyd's iterations on a Dask array: one task per chunk per iteration, reduced in a tree.
+"""Lloyd's iterations on a Dask array: each pass one task per chunk, or per worker thread on a cluster.
 
-Each iteration is one pass: a task per row chunk runs the fused Lloyd step of
-an in-memory fit on its chunk of the working copy (:func:`chunk_lloyd_sums`:
-the kernel table's ``lloyd_step``, numba on NumPy chunks) and returns the
-per-cluster sums and weights; the partial sums are added in a tree whose root
-also takes the weighted means (:func:`lloyd_update`), so the M-step costs no
-task of its own.
+Each iteration is one pass: the fused Lloyd step of an in-memory fit runs on
+every row chunk of the working copy (:func:`chunk_lloyd_sums`: the kernel
+table's ``lloyd_step``, numba on NumPy chunks) and returns the per-cluster
+sums and weights of the chunk; the partial sums are added in row order, in a
+tree of fan-in :data:`~kgpu._dask_chunks.SPLIT_EVERY`, and the weighted means
+taken (:func:`lloyd_update`). The additions are the same whoever runs them,
+so the result has the same bits on any number of workers.
 
-On a ``dask.distributed`` cluster (:class:`ClusterPasses`) the passes are
-futures, and the next pass is submitted before the host has read this one.
-Its tasks take the top of this pass's reduction (at most ``SPLIT_EVERY``
-partial sums, a few kilobytes each) and take the means themselves, exactly
-as the root does, so they start as soon as the partial sums exist: the
-centers reach each worker once per iteration and are never embedded in the
-tasks, and the scheduler does not wait for the root. The host reads the root
-(center shift, empty clusters): one host round trip per iteration,
-overlapping the workers' next pass. When the host decides to stop, or must
-re-seed an empty cluster, the pass sent ahead is cancelled. With Dask's local
-scheduler (:class:`LocalPasses`) each pass is one ``dask.compute``.
+On a ``dask.distributed`` cluster (:class:`ClusterPasses`) a pass is one task
+per worker thread, sent to the worker that holds its chunks
+(:mod:`kgpu._dask_placement`); it runs its chunks one after the other and
+returns their partial sums (:class:`ChunkParts`). The next pass is submitted
+before the host has read this one: its tasks take this pass's results and
+take the means themselves, exactly as the host does, so they start as soon as
+this pass ends, and the centers are never sent by the host after the first
+pass. The host reads the same results (center shift, empty clusters): one
+host round trip per iteration, overlapping the workers' next pass. When the
+host decides to stop, or must re-seed an empty cluster, the pass sent ahead
+is cancelled. With Dask's local scheduler (:class:`LocalPasses`) each pass is
+one ``dask.compute`` of a task per chunk.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from ._assign import assign, assign_and_accumulate, weighted_sum
 from ._backend import to_numpy
 from ._dask_chunks import (
     Chunk,
-    SPLIT_EVERY,
+    ChunkContext,
     DaskRows,
     _numpy_namespace,
     add_parts,
@@ -40,8 +42,10 @@ from ._dask_chunks import (
     run_on_chunk,
     tree_reduce,
 )
+from ._dask_placement import chunk_groups
 from ._empty import farthest_points
 from ._lloyd import IterationRecord, _centers_from_sums, _means, assign_cost_to_current, finish_iteration
+from ._malloc import reusing_freed_memory
 from ._segment import segment_weight
 
 
@@ -98,9 +102,13 @@ def chunk_lloyd_sums(chunk: Chunk, source: Any, *parts: LloydState) -> LloydStat
 
 
 def lloyd_update(source: Any, *parts: LloydState) -> LloydUpdate:
-    """Root of a Lloyd pass: the parts added in row order, then the weighted means."""
+    """Root of a Lloyd pass: the parts added in row order, then the weighted means.
+
+    ``parts`` are per-chunk :class:`LloydState` (added in the order given), or
+    the :class:`ChunkParts` of a pass on a cluster (:func:`sum_in_row_order`).
+    """
     centers = np.asarray(centers_of(source))
-    state = add_parts(*parts)
+    state = sum_in_row_order(*parts) if isinstance(parts[0], ChunkParts) else add_parts(*parts)
     new_centers = _means(centers, centers, state.sums, state.weights, xp=_numpy_namespace())
     shift = float(np.sum((new_centers - centers) ** 2))
     return LloydUpdate(new_centers, state.sums, state.weights, shift, int(np.count_nonzero(state.weights <= 0)))
@@ -183,37 +191,134 @@ class LocalPasses:
         return None
 
 
+class ChunkParts(NamedTuple):
+    """What one task of a pass on a cluster returns (:func:`run_on_chunks`).
+
+    Attributes
+    ----------
+    ids : tuple of int
+        The chunks the task ran, in row order (indices into the fit's chunk list).
+    results : tuple
+        One result per chunk, in the order of ``ids``.
+    centers : ndarray of shape (k, d)
+        The centers the pass started from (every task of a pass has the same).
+    worker : str or None
+        Address of the worker that ran the task.
+    """
+
+    ids: tuple
+    results: tuple
+    centers: np.ndarray
+    worker: str | None
+
+
+def in_row_order(*parts: ChunkParts) -> list:
+    """The per-chunk results of a pass's tasks, in row order."""
+    pairs = sorted((index, result) for part in parts for index, result in zip(part.ids, part.results))
+    return [result for _, result in pairs]
+
+
+def sum_in_row_order(*parts: ChunkParts) -> Any:
+    """The per-chunk results of a pass added up in the tree of :func:`~kgpu._dask_chunks.tree_reduce`.
+
+    The same additions in the same order as a pass with one task per chunk
+    (or Dask's local scheduler), so the sums have the same bits however the
+    chunks were spread over the workers.
+    """
+    return tree_reduce(in_row_order(*parts), add_parts, submit=_call)
+
+
+def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    return fn(*args)
+
+
+def starting_centers(*previous: Any) -> np.ndarray:
+    """The centers a pass on a cluster starts from.
+
+    ``previous`` is either the centers the host sent (one array), or every
+    :class:`ChunkParts` of the previous Lloyd pass: then the means of their
+    sums (:func:`lloyd_update`, the host's computation, bit for bit).
+    """
+    if isinstance(previous[0], ChunkParts):
+        return lloyd_update(previous[0].centers, *previous).centers
+    return np.asarray(previous[0])
+
+
+def run_on_chunks(
+    fn: Callable[..., Any], ids: list, blocks: list, weights: list, starts: list, context: ChunkContext, *previous: Any
+) -> ChunkParts:
+    """Task body on a cluster: ``fn(chunk, centers)`` for each of a worker's chunks, one after the other.
+
+    The centers are taken once (:func:`starting_centers`), then each chunk
+    runs as a task of its own would (:func:`~kgpu._dask_chunks.run_on_chunk`);
+    glibc keeps reusing freed tiles from one chunk to the next.
+    """
+    centers = starting_centers(*previous)
+    with reusing_freed_memory():
+        results = tuple(
+            run_on_chunk(fn, block, weight, start, context, centers)
+            for block, weight, start in zip(blocks, weights, starts)
+        )
+    return ChunkParts(tuple(ids), results, centers, _worker_address())
+
+
+def _worker_address() -> str | None:
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except (ImportError, ValueError):
+        return None
+
+
+def hold(value: Any) -> Any:
+    """Task body that holds a value sent by the host (recomputable, unlike scattered data)."""
+    return value
+
+
 class SentPass(NamedTuple):
     """A pass submitted to the cluster.
 
     Attributes
     ----------
-    root : Future
-        The pass's result (a :class:`LloydUpdate`, or the objective).
     tasks : list of Future
-        Every task of the pass (what :meth:`ClusterPasses.cancel` drops).
-    next_source : tuple or None
-        What a Lloyd pass after this one starts from (see :class:`ClusterPasses`).
+        The pass's tasks (:class:`ChunkParts`), one per worker thread.
+    workers : list of str or None
+        Where each task was sent (``None``: anywhere).
+    finish : callable
+        Host side of the pass: ``finish(*parts)`` of the tasks' results.
     """
 
-    root: Any
     tasks: list
-    next_source: Any = None
+    workers: list
+    finish: Callable[..., Any]
 
 
 class ClusterPasses:
-    """Passes as ``dask.distributed`` futures over the persisted chunks: one task per chunk.
+    """Passes as ``dask.distributed`` futures over the persisted chunks: one task per worker thread.
 
-    A pass starts from a *source* ``(previous, parts, held)``: its centers are
-    the means of ``parts`` (the top of the previous pass's reduction, at most
-    :data:`~kgpu._dask_chunks.SPLIT_EVERY` partial sums) from the centers of
-    ``previous`` (:func:`lloyd_update`), or the centers of ``previous`` alone
-    when there are no parts; ``held`` is a future holding those centers. The
-    chunk tasks of the next pass therefore wait only for the partial sums of
-    this one, not for its root: the root (the means, for the host) is
-    computed beside them. The context (frame, budget) is scattered once per
-    fit with the first centers, later centers only when the host re-seeds an
-    empty cluster (:meth:`put`).
+    The chunks stay where the cluster keeps them: each pass sends one task
+    per worker thread, restricted to that worker, with that worker's chunk
+    futures (:meth:`_plan`, from ``who_has``), so no chunk moves and the
+    scheduler and the client pay for a few tasks per iteration, not one per
+    chunk. A task returns one partial result per chunk (:class:`ChunkParts`):
+    the host, and the tasks of the next pass, add them in row order, so the
+    result has the same bits wherever the chunks are.
+
+    A pass starts from a *source*: the centers the host sent (a future of
+    :func:`hold`), or the futures of the previous Lloyd pass, whose partial
+    sums each task of the new pass turns into its centers itself
+    (:func:`starting_centers`). The next pass is therefore submitted before
+    the host has read this one, and starts as soon as this one's tasks end:
+    the host reads the same results beside it (center shift, empty
+    clusters).
+
+    The host's values (the context of the fit and, at the start or after a
+    re-seed, the centers) are held by tasks, not scattered: Dask's active
+    memory manager keeps one replica of scattered data, which a dying
+    worker would take with it, while a task's result is computed again.
+    When a worker leaves, the tasks sent to it run elsewhere (the
+    restriction is loose) and the host plans the next passes afresh.
     """
 
     ahead = True
@@ -225,67 +330,76 @@ class ClusterPasses:
         self.rows = rows
         self.chunks, self.weights = rows.futures()
         self.context = None
+        self.groups: list | None = None
         # Keys name the fit, the pass and the node (no random key per task).
         self.token = uuid.uuid4().hex
         self.n_tasks = 0
 
-    def _key(self, fn: Callable[..., Any]) -> str:
+    def _key(self, name: str) -> str:
         self.n_tasks += 1
-        return f"kgpu-{fn.__name__}-{self.token}-{self.n_tasks}"
+        return f"kgpu-{name}-{self.token}-{self.n_tasks}"
 
-    def _submit(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return self.client.submit(fn, *args, key=self._key(fn))
+    def _plan(self) -> list[tuple[str | None, list[int]]]:
+        """The chunks grouped by the worker that holds them (:func:`~kgpu._dask_placement.chunk_groups`)."""
+        from distributed import wait
 
-    def _map(self, fn: Callable[..., Any], source: tuple) -> list:
-        """One task per chunk, submitted as one graph."""
-        previous, parts, _ = source
-        n_chunks = len(self.chunks)
-        columns = [[previous] * n_chunks] + [[part] * n_chunks for part in parts]
-        return self.client.map(
-            run_on_chunk, [fn] * n_chunks, self.chunks, self.weights or [None] * n_chunks,
-            [int(start) for start in self.rows.starts], [self.context] * n_chunks, *columns,
-            key=[self._key(fn) for _ in range(n_chunks)],
-        )
+        # The chunks may still be on their way (persisted a moment ago).
+        wait(self.chunks)
+        located = self.client.who_has(self.chunks)
+        holders = [located.get(future.key, ()) for future in self.chunks]
+        return chunk_groups(holders, self.rows.sizes, self.client.nthreads())
 
-    def _reduce(self, parts: list, tasks: list) -> list:
-        """Tree levels of :func:`add_parts` until at most ``SPLIT_EVERY`` parts are left."""
-        while len(parts) > SPLIT_EVERY:
-            parts = [self._submit(add_parts, *parts[i : i + SPLIT_EVERY]) for i in range(0, len(parts), SPLIT_EVERY)]
-            tasks += parts
-        return parts
+    def _map(self, fn: Callable[..., Any], source: tuple) -> SentPass:
+        """One task of ``fn`` per group of chunks (:meth:`_plan`), starting from ``source``."""
+        if self.groups is None:
+            self.groups = self._plan()
+        tasks = []
+        for worker, ids in self.groups:
+            weights = [None] * len(ids) if self.weights is None else [self.weights[i] for i in ids]
+            # Loose: a task whose worker has left runs elsewhere instead of waiting for it.
+            placement = {} if worker is None else {"workers": [worker], "allow_other_workers": True}
+            tasks.append(self.client.submit(
+                run_on_chunks, fn, [int(i) for i in ids], [self.chunks[i] for i in ids], weights,
+                [int(self.rows.starts[i]) for i in ids], self.context, *source,
+                key=self._key(fn.__name__), pure=False, **placement,
+            ))
+        return tasks, [worker for worker, _ in self.groups]
+
+    def _hold(self, name: str, value: Any) -> Any:
+        return self.client.submit(hold, value, key=self._key(name), pure=False)
 
     def put(self, centers: np.ndarray) -> tuple:
-        # One round trip; the context travels with the first centers (in a
-        # list: a named tuple would be scattered field by field).
         if self.context is None:
-            self.context, held = self.client.scatter([self.rows.context, np.asarray(centers)], broadcast=True, hash=False)
-        else:
-            [held] = self.client.scatter([np.asarray(centers)], broadcast=True, hash=False)
-        return (held, (), held)
+            self.context = self._hold("context", self.rows.context)
+        return (self._hold("centers", np.asarray(centers)),)
 
     def follow(self, pending: SentPass, centers: np.ndarray | None = None) -> tuple:
-        """What the next pass starts from: ``pending``'s partial sums (already submitted)."""
-        return pending.next_source
+        """What the next pass starts from: ``pending``'s tasks (already submitted)."""
+        return tuple(pending.tasks)
 
     def lloyd(self, source: tuple) -> SentPass:
-        tasks = self._map(chunk_lloyd_sums, source)
-        top = self._reduce(list(tasks), tasks)
-        root = self._submit(lloyd_update, source[2], *top)
-        return SentPass(root, tasks + [root], (source[2], tuple(top), root))
+        tasks, workers = self._map(chunk_lloyd_sums, source)
+        return SentPass(tasks, workers, _lloyd_finish)
 
     def objective(self, source: tuple) -> SentPass:
-        tasks = self._map(chunk_objective, source)
-        top = self._reduce(list(tasks), tasks)
-        root = self._submit(add_parts, *top) if len(top) > 1 else top[0]
-        return SentPass(root, tasks + [root])
+        tasks, workers = self._map(chunk_objective, source)
+        return SentPass(tasks, workers, sum_in_row_order)
 
     def result(self, handle: SentPass) -> Any:
-        return handle.root.result()
+        parts = self.client.gather(handle.tasks)
+        if any(part.worker is None or part.worker != worker for part, worker in zip(parts, handle.workers)):
+            self.groups = None  # a worker left, or chunks moved: plan the next passes again
+        return handle.finish(*parts)
 
     def cancel(self, handle: SentPass | None) -> None:
         # Tasks of the pass not started yet are dropped; running ones finish unused.
         if handle is not None:
             self.client.cancel(handle.tasks)
+
+
+def _lloyd_finish(*parts: ChunkParts) -> LloydUpdate:
+    """The host's reading of a Lloyd pass: :func:`lloyd_update` of its tasks' results."""
+    return lloyd_update(parts[0].centers, *parts)
 
 
 def passes_for(rows: DaskRows) -> LocalPasses | ClusterPasses:

@@ -4,8 +4,12 @@ The bounds are Hamerly's (2010): per row one upper bound ``u`` on the distance
 to its own center and one lower bound ``l`` on the distance to every other
 center, plus per center half the distance ``s`` to its nearest other center.
 A row whose ``u`` is below ``max(s[label], l)`` cannot change label and is not
-looked at again this iteration; only the others have their ``u`` tightened
-and, if still needed, all ``k`` distances recomputed. Elkan's original keeps
+looked at again this iteration; the others have all ``k`` distances
+recomputed, which also makes their bounds exact again. Hamerly also tightens
+``u`` to the exact distance to the own center before recomputing; that step
+is left out because it needs a second compaction of the rows, and each
+compaction's size is a host sync on a GPU: here there is one per iteration,
+whatever the number of row blocks. Elkan's original keeps
 ``k`` lower bounds per row (an ``(n, k)`` matrix); Hamerly's single bound keeps
 the state at ``O(n)`` and the row-block layout of :mod:`kgpu._assign`, which
 is why it is used here.
@@ -30,6 +34,7 @@ from ._blocks import map_blocks, row_blocks
 from ._distances import homogeneous_operand, row_sq_norms, sq_distance_to_own_center
 from ._lloyd import IterationRecord, LloydResult, _centers_from_sums as centers_from_sums, _means, finish_iteration
 from ._segment import segment_sum
+from ._stream import take_rows
 
 ALGORITHMS = ("lloyd", "elkan")
 
@@ -115,59 +120,57 @@ def hamerly(
         half_gap = _half_gaps(centers, xp=xp)
         first = n_iter == 1
 
-        def one_block(start: int, stop: int) -> tuple[Any, Any, Any]:
-            x_block = design[start:stop, :]
+        blocks = row_blocks(n_rows, rows_per_block)
+        # Which rows may change label: one mask for the whole iteration, then
+        # one compaction. A compaction's size is a host sync on a GPU, so it
+        # is taken once per iteration, never once per row block.
+        if first:
+            needs_all = xp.ones((n_rows,), dtype=xp.bool, device=device)
+        else:
+            needs_all = xp.concat(map_blocks(
+                lambda start, stop: _bounds_fail(start, stop, labels, upper, lower, half_gap, xp=xp), blocks, xp
+            ))
+        recompute = xp.nonzero(needs_all)[0]
+        n_recomputed = recompute.shape[0]
+        changed_total = None
+        if n_recomputed:
+            found = map_blocks(
+                lambda start, stop: _nearest_of(
+                    design, labels, recompute[start:stop], operand, center_sq_norms, centers, rounding, xp=xp
+                ),
+                row_blocks(n_recomputed, rows_per_block), xp,
+            )
+            nearest, own, second_lower = (xp.concat([part[i] for part in found]) for i in range(3))
+            if not first:
+                # Device scalars: the iteration's counts cross to the host together, in one sync.
+                changed_total = found[0][3]
+                for part in found[1:]:
+                    changed_total = changed_total + part[3]
+            # Each row's position among the recomputed ones, to gather their
+            # results: the standard has no integer-array assignment, and a
+            # masked one costs a host sync per array on a GPU.
+            position = xp.cumulative_sum(xp.astype(needs_all, xp.int64)) - 1
+
+        def one_block(start: int, stop: int) -> tuple[Any, Any]:
             labels_block = labels[start:stop]
-            if first:
-                needs_all = xp.ones((stop - start,), dtype=xp.bool, device=device)
-                upper_block = xp.zeros((stop - start,), dtype=xp.float64, device=device)
-                lower_block = xp.zeros((stop - start,), dtype=xp.float64, device=device)
-            else:
-                upper_block = upper[start:stop]
-                lower_block = lower[start:stop]
-                bound = xp.maximum(xp.take(half_gap, labels_block), lower_block)
-                needs_all = upper_block >= bound
-                tighten = xp.nonzero(needs_all)[0]
-                if tighten.shape[0] > 0:
-                    tightened = _own_distance(
-                        xp.take(x_block, tighten, axis=0)[:, :-1], centers, xp.take(labels_block, tighten), rounding, xp=xp
-                    )
-                    upper_block = _scatter(upper_block, needs_all, tightened, xp=xp)
-                    needs_all = needs_all & (upper_block >= bound)
-            recompute = xp.nonzero(needs_all)[0]
-            # A device scalar (None: nothing recomputed): the iteration's counts
-            # cross to the host together, in one sync, not one per block.
-            n_changed = None
-            new_labels_block = labels_block
-            if recompute.shape[0] > 0:
-                rows = xp.take(x_block, recompute, axis=0)
-                nearest, second_lower = _two_nearest(rows, operand, center_sq_norms, rounding, xp=xp)
-                own = _own_distance(rows[:, :-1], centers, nearest, rounding, xp=xp)
-                old = xp.take(labels_block, recompute)
-                n_changed = xp.astype(xp.count_nonzero(nearest != old), xp.int64)
-                new_labels_block = _scatter(labels_block, needs_all, nearest, xp=xp)
-                upper_block = _scatter(upper_block, needs_all, own, xp=xp)
-                lower_block = _scatter(lower_block, needs_all, second_lower, xp=xp)
-            labels[start:stop] = new_labels_block
-            upper[start:stop] = upper_block
-            lower[start:stop] = lower_block
+            if n_recomputed:
+                needs_block = needs_all[start:stop]
+                at = xp.clip(position[start:stop], 0, None)
+                labels_block = xp.where(needs_block, xp.take(nearest, at), labels_block)
+                labels[start:stop] = labels_block
+                upper[start:stop] = xp.where(needs_block, xp.take(own, at), upper[start:stop])
+                lower[start:stop] = xp.where(needs_block, xp.take(second_lower, at), lower[start:stop])
             sums = xp.astype(
-                segment_sum(x_block, new_labels_block, n_clusters, sample_weight[start:stop], xp=xp), xp.float64
+                segment_sum(design[start:stop, :], labels_block, n_clusters, sample_weight[start:stop], xp=xp), xp.float64
             )
             # The column of ones sums to the weight of each cluster.
-            return sums[:, :n_features], sums[:, n_features], n_changed
+            return sums[:, :n_features], sums[:, n_features]
 
-        parts = map_blocks(one_block, row_blocks(n_rows, rows_per_block), xp)
+        parts = map_blocks(one_block, blocks, xp)
         sums, weights = parts[0][0], parts[0][1]
-        for block_sums, block_weights, _ in parts[1:]:
+        for block_sums, block_weights in parts[1:]:
             sums = sums + block_sums
             weights = weights + block_weights
-        changed_counts = [part[2] for part in parts if part[2] is not None]
-        changed_total = None
-        if not first and changed_counts:
-            changed_total = changed_counts[0]
-            for count in changed_counts[1:]:
-                changed_total = changed_total + count
         # The bounds keep every label exact: this is the inertia against the centers just used.
         iteration_inertia = (
             weighted_inertia(X, sample_weight, centers, labels, xp=xp, rows_per_block=rows_per_block)
@@ -224,6 +227,22 @@ def _own_distance(rows: Any, centers: Any, labels: Any, rounding: float, *, xp: 
     return xp.sqrt(sq_dist) * (1 + rounding)
 
 
+def _bounds_fail(start: int, stop: int, labels: Any, upper: Any, lower: Any, half_gap: Any, *, xp: Any) -> Any:
+    """Rows ``start:stop`` whose bounds cannot keep their label: ``u >= max(s[label], l)``, ``(m,)`` bool."""
+    return upper[start:stop] >= xp.maximum(xp.take(half_gap, labels[start:stop]), lower[start:stop])
+
+
+def _nearest_of(
+    design: Any, labels: Any, rows_at: Any, operand: Any, center_sq_norms: Any, centers: Any, rounding: float, *, xp: Any
+) -> tuple[Any, Any, Any, Any]:
+    """Rows ``rows_at``: Lloyd's nearest center, the new upper and lower bounds, and how many labels change (a device scalar)."""
+    rows = take_rows(design, rows_at, xp=xp)
+    nearest, second_lower = _two_nearest(rows, operand, center_sq_norms, rounding, xp=xp)
+    own = _own_distance(rows[:, :-1], centers, nearest, rounding, xp=xp)
+    n_changed = xp.astype(xp.count_nonzero(nearest != xp.take(labels, rows_at)), xp.int64)
+    return nearest, own, second_lower, n_changed
+
+
 def _two_nearest(rows: Any, operand: Any, center_sq_norms: Any, rounding: float, *, xp: Any) -> tuple[Any, Any]:
     """Lloyd's nearest center of each homogeneous row, and a lower bound on the distance to the second.
 
@@ -260,10 +279,3 @@ def _move_bounds(labels: Any, upper: Any, lower: Any, old_centers: Any, new_cent
     upper += xp.take(moves, labels)
     # A row's lower bound covers every center but its own: its own center's move does not count.
     lower -= xp.where(labels == farthest, second_largest, largest)
-
-
-def _scatter(target: Any, mask: Any, values: Any, *, xp: Any) -> Any:
-    """A copy of ``target`` with ``values`` written at the ``True`` positions of ``mask``."""
-    result = xp.asarray(target, copy=True)
-    result[mask] = xp.astype(values, result.dtype)
-    return result

@@ -182,10 +182,12 @@ def test_more_chunks_than_the_fan_in_are_reduced_in_a_tree_as_in_memory(client):
         _assert_same_fit(result, expected)
 
 
-def test_one_task_per_chunk_per_iteration(client):
-    # max_iter stops the fit before it converges: every pass is one task per
-    # chunk, the root of each Lloyd pass takes the means (no task of its own),
-    # and the pass for the final inertia is the only one after the last iteration.
+def test_one_task_per_worker_per_iteration_on_the_worker_holding_its_chunks(client):
+    # max_iter stops the fit before it converges. The working copy is
+    # persisted balanced (4 chunks per worker), then every pass is one task
+    # per worker (one thread each) that runs that worker's chunks; the next
+    # pass takes the means itself (no task of its own), and the pass for the
+    # final inertia is the only one after the last iteration.
     X = np.array(_blobs(n_samples=4000, centers=20, seed=4))
     init = X[:20]
     expected = KMeans(20, init=init, max_iter=3, tol=0.0).fit(X)
@@ -195,14 +197,41 @@ def test_one_task_per_chunk_per_iteration(client):
         result = KMeans(20, init=init, max_iter=3, tol=0.0).fit(X_dask)
     _assert_same_fit(result, expected)
     assert result.n_iter_ == 3
-    keys = [str(task["key"][0] if isinstance(task["key"], tuple) else task["key"]) for task in stream.data]
-    names = [key.split("-")[1] if key.startswith("kgpu-") else key.split("-")[0] for key in keys]
-    assert names.count("run_on_chunk") == 8  # the first pass (a Dask graph)
-    assert names.count("_working_copy_block") == 8
-    assert names.count("chunk_lloyd_sums") == 3 * 8
-    assert names.count("lloyd_update") == 3
-    assert names.count("chunk_objective") == 8  # the final inertia
-    assert names.count("add_parts") == 1
+    tasks = {}
+    for task in stream.data:
+        key = str(task["key"][0] if isinstance(task["key"], tuple) else task["key"])
+        name = key.split("-")[1] if key.startswith("kgpu-") else key.split("-")[0]
+        tasks.setdefault(name, []).append(task["worker"])
+    workers = sorted(client.scheduler_info()["workers"])
+    assert len(tasks["run_on_chunk"]) == 8  # the first pass (a Dask graph)
+    assert sorted(tasks["_working_copy_block"]) == sorted(workers * 4)  # balanced
+    assert sorted(tasks["chunk_lloyd_sums"]) == sorted(workers * 3)
+    assert sorted(tasks["chunk_objective"]) == workers  # the final inertia
+    assert len(tasks["context"]) == len(tasks["centers"]) == 1  # sent once, as tasks
+    assert "lloyd_update" not in tasks and "add_parts" not in tasks
+
+
+@pytest.mark.parametrize("grouping", ["one task per chunk, last chunk first", "one task for every chunk"])
+def test_the_result_has_the_same_bits_however_the_chunks_are_grouped(client, monkeypatch, grouping):
+    # The per-chunk sums are added in row order, in the same tree, whichever
+    # task ran which chunk: so the same bits on any number of workers.
+    import kgpu._dask_lloyd
+
+    X = np.array(_blobs(n_samples=3000, centers=6, seed=5))
+    init = X[[0, 500, 1000, 1500, 2000, 2500]]
+    X_dask = _chunked(X, rows=250)  # 12 chunks: two levels of additions
+    reference = KMeans(6, init=init, tol=0.0).fit(X_dask)
+
+    def groups(holders, sizes, threads):
+        ids = list(range(len(sizes)))
+        return [(None, [i]) for i in reversed(ids)] if grouping.startswith("one task per chunk") else [(None, ids)]
+
+    monkeypatch.setattr(kgpu._dask_lloyd, "chunk_groups", groups)
+    result = KMeans(6, init=init, tol=0.0).fit(X_dask)
+    assert result.n_iter_ == reference.n_iter_ > 3
+    assert_equal(result.cluster_centers_, reference.cluster_centers_)
+    assert result.inertia_ == reference.inertia_
+    assert_equal(result.labels_.compute(), reference.labels_.compute())
 
 
 # ------------------------------------------------------------- robustness
@@ -234,8 +263,14 @@ def test_a_worker_killed_mid_fit_does_not_change_the_result(client, monkeypatch)
     thread = threading.Thread(target=fit)
     thread.start()
     assert first_iteration_done.wait(60)
-    # The data is persisted on the workers: killing one loses half of it.
-    nanny = next(iter(client.cluster.workers.values()))
+    # Dask's active memory manager keeps one copy of a value (it runs every
+    # 2 s, sooner here): the worker killed is the one holding the fit's
+    # context, which must then be computed again, not lost. The data is
+    # persisted on the workers: killing one loses half of it as well.
+    client.amm.run_once()
+    held = [addresses for key, addresses in client.who_has().items() if "-context-" in str(key) and addresses]
+    assert held, "the fit's context is held by a worker"
+    nanny = next(nanny for nanny in client.cluster.workers.values() if nanny.worker_address in held[0])
     killed_address = nanny.worker_address
     assert killed_address in client.scheduler_info()["workers"]
     os.kill(nanny.process.process.pid, signal.SIGKILL)

@@ -1,7 +1,9 @@
 """The host-sync budget: at most 2 syncs per iteration, however many row blocks.
 
 A host sync is ``float``, ``int``, ``bool`` or ``operator.index`` of a 0-d
-device array, or a copy to the host (:func:`kgpu._backend.to_host`). On a GPU
+device array, a copy to the host (:func:`kgpu._backend.to_host`), or an
+operation whose result's size depends on the values (``nonzero``, indexing
+or assigning through a boolean mask): the host must learn that size. On a GPU
 each one idles the device until the queue drains. The counts are taken on
 ``array_api_strict`` arrays on ``Device("device1")`` by wrapping those entry
 points; the per-iteration figure is the difference between two runs that
@@ -43,7 +45,19 @@ class SyncCounter:
             for name in ("__float__", "__int__", "__bool__", "__index__"):
                 patch.setattr(Array, name, self._counted(getattr(Array, name)))
             patch.setattr(_backend, "_copy_to_host", self._counted(_backend._copy_to_host))
+            patch.setattr(xps, "nonzero", self._counted(xps.nonzero))
+            patch.setattr(Array, "__getitem__", self._counted_if_masked(Array.__getitem__))
+            patch.setattr(Array, "__setitem__", self._counted_if_masked(Array.__setitem__))
             yield self
+
+    def _counted_if_masked(self, indexing):
+        def counted(array, key, *value):
+            keys = key if isinstance(key, tuple) else (key,)
+            if any(isinstance(part, Array) and part.dtype == xps.bool for part in keys):
+                self.count += 1
+            return indexing(array, key, *value)
+
+        return counted
 
     def _counted(self, function):
         def counted(*args, **kwargs):

@@ -182,8 +182,11 @@ def _nearest_in_tile(X, centers, first, n_tile, features, tile_t, nearest, neare
 
 
 @njit(fastmath=False, cache=True, nogil=True)
-def _lloyd_rows(X, weights, centers, features, start, stop, tile_rows, previous, labels, part):
+def _lloyd_rows(X, weights, centers, features, start, stop, tile_rows, previous, labels, in_place, part):
     """Labels, changed count and float64 weighted sums of rows ``start:stop``, added into ``part``.
+
+    ``in_place``: ``labels`` is ``previous`` (each row's label is compared,
+    then overwritten).
 
     ``part`` is ``(k, d + 1)``: the sums, then the weights. Rows are added in
     row order to what it holds, so a task cut in pieces run one after the
@@ -205,13 +208,24 @@ def _lloyd_rows(X, weights, centers, features, start, stop, tile_rows, previous,
     for first in range(start, stop, tile_rows):
         n_tile = min(tile_rows, stop - first)
         _nearest_in_tile(X, centers, first, n_tile, features, tile_t, nearest, nearest_dist)
-        # Three short loops rather than one: the first two vectorise.
-        if compare:
-            # Counted before the labels are written: ``labels`` may be ``previous`` itself.
+        # The labels in a loop of their own, which vectorises; one array when
+        # the new labels overwrite the previous ones (two views of one array
+        # would fail the vectoriser's overlap check and run row by row).
+        tile_labels = labels[first : first + n_tile]
+        if in_place:
             for r in range(n_tile):
-                n_changed += previous[first + r] != nearest[r]
-        for r in range(n_tile):
-            labels[first + r] = nearest[r]
+                label = np.int64(nearest[r])
+                n_changed += tile_labels[r] != label
+                tile_labels[r] = label
+        elif compare:
+            tile_previous = previous[first : first + n_tile]
+            for r in range(n_tile):
+                label = np.int64(nearest[r])
+                n_changed += tile_previous[r] != label
+                tile_labels[r] = label
+        else:
+            for r in range(n_tile):
+                tile_labels[r] = nearest[r]
         for r in range(n_tile):
             best = nearest[r]
             weight = np.float64(weights[first + r])
@@ -307,7 +321,7 @@ def lloyd_step_narrow(
             slot = bisect.bisect_right(first_tiles, first_tile) - 1
             start, stop = tile_span(first_tile, last_tile, rows_per_tile, n_rows)
             return _lloyd_rows(
-                X, weights, centers_work, features, start, stop, rows_per_tile, previous, labels, partials[slot]
+                X, weights, centers_work, features, start, stop, rows_per_tile, previous, labels, overwrite, partials[slot]
             )
 
         n_changed += sum(map_blocks(one_task, tiled, np))

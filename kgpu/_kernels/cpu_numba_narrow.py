@@ -35,17 +35,15 @@ those of :mod:`kgpu._kernels.cpu_numba` (:func:`~kgpu._kernels.cpu_numba.task_ro
 fixed by the shape, so the result is the same bits on any number of threads.
 
 Crossover, measured on 2 AVX-512 cores against the BLAS tile
-(``bench/narrow_kernel.py``: CPU time of one Lloyd step, float32, homogeneous
-rows; ``bench/results/narrow-kernel-2core-*.md``): 0.7-0.9 of its time from
-``d = 2`` to ``d = 12`` with ``k`` up to 16 (4,000,000 × 8, ``k = 8``: 0.7),
-level at ``d = 16`` (0.97-1.01 at ``k = 8`` and 16), far slower at ``d = 32``
-(4.8). The assignment is
-0.5-0.8 of the BLAS tile's throughout (the BLAS path recomputes the exact
-distance row by row after its scores). :data:`MAX_FEATURES` and
-:data:`MAX_CLUSTERS` bound the guard accordingly. Of one step at
-4,000,000 × 8, ``k = 8`` on one thread (about 20 cycles per row), reading the
-rows into the transposed tile takes about 4, the distances about 7, the sums
-about 5 and the labels (compare, write) about 4.
+(``bench/narrow_kernel.py``: CPU time of one Lloyd step written over the
+previous labels as in a fit, float32, homogeneous rows;
+``bench/results/narrow-kernel-2core-2026-11-30.md``): 0.5-0.7 of its time
+from ``d = 2`` to ``d = 12`` with ``k`` up to 16 (4,000,000 × 8, ``k = 8``:
+0.64), 0.77-0.87 at ``d = 16``, level at ``d = 24`` (0.98), far slower at
+``d = 32`` (4.6). The assignment is 0.55-0.8 of the BLAS tile's throughout
+(the BLAS path recomputes the exact distance row by row after its scores).
+:data:`MAX_FEATURES` and :data:`MAX_CLUSTERS` bound the guard accordingly.
+One step at 4,000,000 × 8, ``k = 8`` costs about 13 cycles a row on one core.
 """
 
 from __future__ import annotations
@@ -68,7 +66,7 @@ from .cpu_numba import _host_tensors, _is_float_matrix, _tensor, _view, task_rou
 from .dispatch import register
 
 #: Largest number of features (``d``) and of centers (``k``) the guard accepts (the measured crossover).
-MAX_FEATURES, MAX_CLUSTERS = 12, 16
+MAX_FEATURES, MAX_CLUSTERS = 16, 16
 
 #: Bytes of one transposed tile ``(d, rows)``: with the rows it was copied from,
 #: well within an L1 data cache (measured: 256 rows at d = 8 in float32 ran a

@@ -10,6 +10,9 @@ brute-force computation exactly.
 
 from __future__ import annotations
 
+import platform
+import re
+
 import array_api_compat.numpy as xp_numpy
 import numpy as np
 import pytest
@@ -256,3 +259,21 @@ def test_torch_tensors_get_the_numpy_bits():
     np.testing.assert_array_equal(got.min_dist.numpy(), want.min_dist)
     model = KMeans(7, n_init=1, random_state=0, max_iter=30).fit(torch.from_numpy(X))
     np.testing.assert_array_equal(model.predict(torch.from_numpy(X)).numpy(), model.labels_.numpy())
+
+
+def test_the_distance_loop_is_vectorised_over_rows():
+    # A fresh compilation (numba does not disassemble cached code): on an
+    # x86 CPU with AVX2 and FMA, the rows' distances are packed fused
+    # multiply-adds, not one row at a time.
+    from llvmlite import binding
+
+    features = binding.get_host_cpu_features()
+    if platform.machine() not in ("x86_64", "AMD64") or not (features.get("avx2") and features.get("fma")):
+        pytest.skip("the instructions checked are x86's AVX2 and FMA")
+    fresh = numba.njit(fastmath=False, nogil=True)(narrow._nearest_in_tile.py_func)
+    X = np.zeros((64, 9), dtype=np.float32)
+    fresh(X, np.zeros((8, 8), np.float32), 0, 64, (0,) * 8, np.empty((8, 64), np.float32), np.empty(64, np.int32),
+          np.empty(64, np.float32))
+    assembly = fresh.inspect_asm(fresh.signatures[0])
+    assert re.search(r"vfmadd\w*ps\s+%[yz]mm", assembly)
+    assert re.search(r"vcmp\w*ps\s+%[yz]mm", assembly)

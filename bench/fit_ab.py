@@ -32,13 +32,14 @@ from kgpu import KMeans
 path, k, iterations = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 KMeans(8, n_init=1, max_iter=3, random_state=0).fit(np.random.default_rng(1).normal(size=(5000, 8)).astype(np.float32))
 X = np.load(path)
-started = time.perf_counter()
+started, cpu = time.perf_counter(), time.process_time()
 seeded = KMeans(k, init="k-means++", n_init=1, max_iter=iterations, tol=0, random_state=0, backend="numpy").fit(X)
-seeding_and_lloyd = time.perf_counter() - started
-started = time.perf_counter()
+seeding_and_lloyd, seeding_and_lloyd_cpu = time.perf_counter() - started, time.process_time() - cpu
+started, cpu = time.perf_counter(), time.process_time()
 KMeans(k, init=X[:k], n_init=1, max_iter=iterations, tol=0, backend="numpy").fit(X)
-lloyd = time.perf_counter() - started
-print(json.dumps({"seeding_and_lloyd": seeding_and_lloyd, "lloyd": lloyd, "inertia": seeded.inertia_}))
+lloyd, lloyd_cpu = time.perf_counter() - started, time.process_time() - cpu
+print(json.dumps({"seeding_and_lloyd": seeding_and_lloyd, "lloyd": lloyd, "seeding_and_lloyd_cpu": seeding_and_lloyd_cpu,
+                  "lloyd_cpu": lloyd_cpu, "inertia": seeded.inertia_}))
 """
 
 
@@ -50,7 +51,10 @@ def parse_shape(text: str) -> tuple[int, int, int, int]:
 def run(tree: str, path: str, k: int, iterations: int) -> dict:
     env = dict(os.environ, PYTHONPATH=os.path.abspath(tree))
     result = subprocess.run(
-        [sys.executable, "-c", _CHILD, path, str(k), str(iterations)], capture_output=True, text=True, env=env, check=False
+        [sys.executable, "-c", _CHILD, path, str(k), str(iterations)], capture_output=True, text=True, env=env, check=False,
+        # "python -c" puts the working directory first on sys.path: run in the tree, or a kgpu
+        # found there (this script's own tree, say) would shadow the one named.
+        cwd=os.path.abspath(tree),
     )
     if result.returncode != 0:
         raise RuntimeError(f"{tree} failed:\n{result.stderr[-3000:]}")
@@ -78,8 +82,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{datetime.date.today().isoformat()}: `python bench/fit_ab.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
         f"load average before: {' '.join(f'{value:.2f}' for value in os.getloadavg())}",
         "",
-        "| n x d, k, iterations | what | A (s) | B (s) | B / A | same inertia |",
-        "|---|---|---:|---:|---:|---|",
+        "Wall seconds, and the CPU seconds of the process (all threads): on a shared machine the CPU time "
+        "does not count the time other processes hold the cores.",
+        "",
+        "| n x d, k, iterations | what | A (s) | B (s) | B / A | A CPU (s) | B CPU (s) | B / A CPU | same inertia |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     with tempfile.TemporaryDirectory() as folder:
         for n, d, k, iterations in args.shapes:
@@ -93,7 +100,12 @@ def main(argv: list[str] | None = None) -> int:
             for what, key in (("k-means++ seeding + Lloyd", "seeding_and_lloyd"), ("Lloyd from given centers", "lloyd")):
                 a = statistics.median(run[key] for run in runs["A"])
                 b = statistics.median(run[key] for run in runs["B"])
-                lines.append(f"| {n:,} x {d}, k={k}, {iterations} | {what} | {a:.2f} | {b:.2f} | {b / a:.2f} | {same} |")
+                a_cpu = statistics.median(run[key + "_cpu"] for run in runs["A"])
+                b_cpu = statistics.median(run[key + "_cpu"] for run in runs["B"])
+                lines.append(
+                    f"| {n:,} x {d}, k={k}, {iterations} | {what} | {a:.3f} | {b:.3f} | {b / a:.3f} "
+                    f"| {a_cpu:.3f} | {b_cpu:.3f} | {b_cpu / a_cpu:.3f} | {same} |"
+                )
     lines.append(f"\nload average after: {' '.join(f'{value:.2f}' for value in os.getloadavg())}")
     publish("\n".join(lines) + "\n", args.out, append=True)
     return 0

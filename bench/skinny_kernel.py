@@ -22,7 +22,9 @@ import argparse
 import datetime
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 import array_api_compat.numpy as xp
@@ -46,6 +48,31 @@ SHAPES = (
 
 def _median_ms(values: list[float]) -> float:
     return statistics.median(values) * 1e3
+
+
+VECTOR_PROBE = """
+import re
+import array_api_compat.numpy as xp
+from kgpu._kernels import cpu_numba_skinny as skinny
+skinny._lloyd_step_self_check(xp, "cpu")
+skinny._assign_self_check(xp, "cpu")
+for kernel in (skinny._lloyd_rows, skinny._assign_rows):
+    for signature in kernel.signatures:
+        asm = kernel.inspect_asm(signature)
+        counts = [len(re.findall(r"vfmadd\\w*" + kind, asm)) for kind in (r"p[sd]\\s[^\\n]*zmm", r"p[sd]\\s[^\\n]*ymm", r"s[sd]\\s")]
+        print(f"{kernel.py_func.__name__}, {signature[0].dtype}: {counts[0]} zmm, {counts[1]} ymm, {counts[2]} scalar")
+"""
+
+
+def vector_fma_counts() -> list[str]:
+    """Fused multiply-adds in the compiled kernels, by register width (a fresh process and cache: numba
+    shows the machine code of what it compiled, not of what it loaded from its cache)."""
+    with tempfile.TemporaryDirectory() as cache:
+        environment = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        out = subprocess.run(
+            [sys.executable, "-c", VECTOR_PROBE], capture_output=True, text=True, env=environment, check=True
+        )
+    return out.stdout.strip().splitlines()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         print(lines[-1], flush=True)
     lines.append("")
     lines.append(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    lines.append("")
+    lines.append("Fused multiply-add instructions in the compiled skinny kernels (`inspect_asm`):")
+    lines.append("")
+    lines.extend(f"- {line}" for line in vector_fma_counts())
     publish("\n".join(lines), args.out)
     return 0
 

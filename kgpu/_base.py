@@ -178,17 +178,18 @@ class CentroidEstimatorMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         return frame
 
     def _fit_working_frame_and_copy(
-        self, X_fit: Any, sample_weight: Any, *, xp: Any, center: bool = True
+        self, X_fit: Any, sample_weight: Any, *, xp: Any, center: bool = True, check_finite: bool = False
     ) -> tuple[Frame, Any]:
         """:meth:`_fit_working_frame` and Lloyd's working copy in that frame, with one read of ``X_fit`` fewer.
 
-        See :func:`kgpu._scale.fit_frame_and_working_copy`.
+        See :func:`kgpu._scale.fit_frame_and_working_copy` (``check_finite``
+        too: for ``X`` placed with ``check_finite=False``).
         """
         from ._scale import fit_frame_and_working_copy
 
         center = center and is_translation_invariant(self._objective_metric())
         frame, design = fit_frame_and_working_copy(
-            X_fit, sample_weight, xp=xp, center=center, budget_mib=self.working_memory
+            X_fit, sample_weight, xp=xp, center=center, budget_mib=self.working_memory, check_finite=check_finite
         )
         self._working_frame = frame.to_host()
         return frame, design
@@ -311,7 +312,9 @@ class CentroidEstimatorMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
 
         return show
 
-    def _place(self, X: Any, *, reset: bool, min_samples: int = 1, streamable: bool = False) -> Placement:
+    def _place(
+        self, X: Any, *, reset: bool, min_samples: int = 1, streamable: bool = False, check_finite: bool = True
+    ) -> Placement:
         """Validate ``X`` and move it to the compute namespace.
 
         With ``streamable=True`` (for code that only reads ``X`` in row blocks)
@@ -319,12 +322,14 @@ class CentroidEstimatorMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin, 
         the compute device, stays on the host and is streamed block by block
         (:class:`kgpu._stream.StreamedRows`). Half-precision ``X`` is then
         read in float32 blocks (it stays half precision in memory); without
-        ``streamable`` it is converted to float32 whole.
+        ``streamable`` it is converted to float32 whole. ``check_finite=False``
+        leaves the NaN / infinity check to the caller's first pass
+        (:func:`kgpu._validation.check_data`).
         """
         # Checked before any work, so that a bad budget is named as such (not
         # met later as an odd allocation size).
         check_working_memory(getattr(self, "working_memory", None))
-        X_valid = check_data(X, estimator=self, reset=reset, min_samples=min_samples)
+        X_valid = check_data(X, estimator=self, reset=reset, min_samples=min_samples, check_finite=check_finite)
         input_xp = namespace_of(X_valid)
         input_device = device_of(X_valid)
         xp, device = resolve_compute(self.backend, self.device, X_valid)

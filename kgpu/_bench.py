@@ -250,6 +250,13 @@ def machine_description() -> str:
 
     parts = [f"{platform.machine()}, {len(os.sched_getaffinity(0))} CPU cores", f"Python {platform.python_version()}",
              f"NumPy {np.__version__}", f"scikit-learn {sklearn.__version__}"]
+    try:
+        from ._doctor import blas_libraries, blas_lines
+
+        # The BLAS's kernel set (AVX2 or AVX-512) changes GEMM-bound timings by more than half.
+        parts.append("BLAS " + "; ".join(blas_lines(blas_libraries())))
+    except Exception:  # noqa: BLE001 - the description is informative only
+        pass
     if cuda_available():
         import cupy
 

@@ -51,10 +51,16 @@ class DoctorReport:
     triton: str = ""
     fast_enabled: bool = True
     devices: list = field(default_factory=list)
+    blas: list = field(default_factory=list)
+    blas_advice: str | None = None
 
     def __str__(self) -> str:
         lines = ["kgpu doctor", "", "Array libraries:"]
         lines += [f"  {name:<17} {version}" for name, version in self.libraries.items()]
+        lines += ["", "BLAS libraries (SciPy's computes the CPU score tiles):"]
+        lines += [f"  {line}" for line in self.blas] or ["  none found"]
+        if self.blas_advice:
+            lines.append(f"  advice: {self.blas_advice}")
         lines += ["", f"Triton: {self.triton}"]
         if not self.fast_enabled:
             lines.append("KGPU_FAST=0: every native kernel is off; the array-API path runs everywhere.")
@@ -77,6 +83,66 @@ def _version(module_name: str) -> str | None:
     except Exception as exc:  # noqa: BLE001 - a broken install is worth reporting, not raising
         return f"present but fails to import ({type(exc).__name__}: {exc})"
     return str(getattr(module, "__version__", "present"))
+
+
+#: OpenBLAS kernel sets that use AVX-512 (``threadpoolctl``'s ``architecture``).
+_AVX512_KERNELS = ("skylakex", "cooperlake", "sapphirerapids")
+
+
+def blas_libraries() -> list[dict]:
+    """The BLAS libraries loaded for NumPy and SciPy, as ``threadpoolctl`` describes them.
+
+    SciPy's is loaded first: numba's ``np.dot`` (the CPU score tiles) calls it.
+    """
+    import scipy.linalg.cython_blas  # noqa: F401
+    from threadpoolctl import threadpool_info
+
+    return [info for info in threadpool_info() if info.get("user_api") == "blas"]
+
+
+def cpu_flags() -> set:
+    """The CPU's feature flags (``/proc/cpuinfo``); empty where that is not readable."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def blas_advice(flags: set, libraries: list[dict]) -> str | None:
+    """Advice when OpenBLAS runs AVX2 kernels on a CPU that has AVX-512, else None.
+
+    OpenBLAS picks its kernels by CPU model when it loads; on CPUs it does
+    not know yet (AMD Zen 5 with OpenBLAS 0.3.30 and 0.3.31, for one) it
+    falls back to its Haswell (AVX2) kernels. ``OPENBLAS_CORETYPE`` set
+    before Python starts chooses the AVX-512 ones.
+    """
+    if "avx512f" not in flags:
+        return None
+    slow = [
+        info for info in libraries
+        if info.get("internal_api") == "openblas" and str(info.get("architecture", "")).lower() not in _AVX512_KERNELS
+    ]
+    if not slow:
+        return None
+    kernels = ", ".join(sorted({str(info.get("architecture")) for info in slow}))
+    return (
+        f"this CPU has AVX-512 but OpenBLAS runs its {kernels} kernels; starting Python with "
+        "OPENBLAS_CORETYPE=SkylakeX selects its AVX-512 kernels (every GEMM of NumPy, SciPy, scikit-learn "
+        "and kgpu's CPU score tiles; see the README's CPU section)."
+    )
+
+
+def blas_lines(libraries: list[dict]) -> list[str]:
+    """One line per BLAS library: its kind, version, kernel set and file."""
+    return [
+        f"{info.get('internal_api')} {info.get('version')}, {info.get('architecture')} kernels "
+        f"({str(info.get('filepath', '')).rsplit('/', 1)[-1]})"
+        for info in libraries
+    ]
 
 
 def _triton_status() -> tuple[str, bool]:
@@ -136,6 +202,12 @@ def doctor() -> DoctorReport:
     for name in ("numpy", "array_api_strict", "torch", "cupy", "triton", "numba"):
         version = _version(name)
         report.libraries[name] = "not installed" if version is None else version
+    try:
+        libraries = blas_libraries()
+    except Exception as exc:  # noqa: BLE001 - a BLAS that cannot be described is worth a line, not an error
+        libraries, report.blas = [], [f"not described ({type(exc).__name__}: {exc})"]
+    report.blas = report.blas or blas_lines(libraries)
+    report.blas_advice = blas_advice(cpu_flags(), libraries)
     report.triton, triton_ready = _triton_status()
     if not torch_cuda_available() and not cuda_available():
         report.triton += "; no CUDA device found, so the fused kernels cannot run on this machine"

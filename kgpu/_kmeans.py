@@ -250,7 +250,9 @@ array-like of shape (n_clusters, n_features), default="k-means++"
                 raise ValueError("metric='cosine' does not take Dask arrays yet; compute the array first.")
 
             return fit_kmeans(self, X, sample_weight, n_clusters=n_clusters, max_iter=max_iter, tol=tol)
-        placement = self._place(X, reset=True, streamable=True)
+        # The Euclidean fit's first pass (the working frame's largest |x|)
+        # refuses NaN and infinity: X is not read once more for that alone.
+        placement = self._place(X, reset=True, streamable=True, check_finite=cosine)
         xp, X_fit = placement.xp, placement.X
         n_samples, n_features = X_fit.shape
         check_n_clusters(n_clusters, n_samples)
@@ -276,7 +278,9 @@ array-like of shape (n_clusters, n_features), default="k-means++"
             self._working_frame = IDENTITY.to_host()
             design = working_copy(unit_rows_blockwise(X_fit, xp=xp, rows_per_block=rows_per_block), xp=xp, frame=frame)
         else:
-            frame, design = self._fit_working_frame_and_copy(X_fit, sample_weight, xp=xp, center=bool(self.copy_x))
+            frame, design = self._fit_working_frame_and_copy(
+                X_fit, sample_weight, xp=xp, center=bool(self.copy_x), check_finite=True
+            )
         X_work = design[:, :-1]
         absolute_tol = tol * mean_feature_variance(X_work, sample_weight, xp=xp, budget_mib=budget_mib) if tol > 0 else 0.0
         # k-means++ computes the rows' squared norms itself, once per run:

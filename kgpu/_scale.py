@@ -124,7 +124,8 @@ def _itemsize(X: Any, xp: Any) -> int:
 def max_abs(X: Any, *, xp: Any, origin: Any = None, budget_mib: float | None = None) -> float:
     """Largest ``|x - origin|`` over the rows of ``X`` (an array or streamed rows), a float.
 
-    The ``"max_abs"`` kernel: :func:`max_abs_reference`, or a compiled pass
+    NaN when ``X`` holds a NaN, infinite when it holds an infinity (and no
+    NaN). The ``"max_abs"`` kernel: :func:`max_abs_reference`, or a compiled pass
     (:mod:`kgpu._kernels.cpu_numba_frame`) with the same result.
     """
     return call("max_abs", X, xp=xp, origin=origin, budget_mib=budget_mib)
@@ -148,7 +149,12 @@ def max_abs_reference(X: Any, *, xp: Any, origin: Any = None, budget_mib: float 
     # Small blocks (an eighth of the budget): their two temporaries are all
     # this pass allocates, and it runs before the working copy exists.
     rows = block_rows(n_rows, max(1, n_features) * 8 * 8, xp, budget_mib)
-    return max(map_blocks(block_max, row_blocks(n_rows, rows), xp))
+    parts = map_blocks(block_max, row_blocks(n_rows, rows), xp)
+    # NaN when any block holds one (Python's max would drop it, by its place):
+    # a fit's finiteness check may rest on this value.
+    if any(part != part for part in parts):
+        return float("nan")
+    return max(parts)
 
 
 def weighted_mean(
@@ -193,6 +199,7 @@ def fit_frame(
     xp: Any,
     center: bool = True,
     budget_mib: float | None = None,
+    check_finite: bool = False,
 ) -> Frame:
     """The working frame of a fit on ``X`` (an array or streamed rows).
 
@@ -205,28 +212,38 @@ def fit_frame(
     center : bool
         Translate to the weighted mean (False: scale only, e.g. for cosine).
     budget_mib : float or None
+    check_finite : bool
+        Refuse ``X`` holding NaN or infinity (the first pass finds its
+        largest ``|x|`` anyway), for data validated without that check.
 
     Returns
     -------
     Frame
     """
-    itemsize, largest, origin = _origin_of(X, sample_weight, xp=xp, center=center, budget_mib=budget_mib)
+    itemsize, largest, origin = _origin_of(
+        X, sample_weight, xp=xp, center=center, budget_mib=budget_mib, check_finite=check_finite
+    )
     if origin is not None:
         largest = max_abs(X, xp=xp, origin=origin, budget_mib=budget_mib)
     return Frame(origin, working_exponent(largest, itemsize))
 
 
 def _origin_of(
-    X: Any, sample_weight: Any, *, xp: Any, center: bool, budget_mib: float | None
+    X: Any, sample_weight: Any, *, xp: Any, center: bool, budget_mib: float | None, check_finite: bool = False
 ) -> tuple[int, float, Any]:
     """The frame's first passes: ``X``'s itemsize, its largest ``|x|`` and the origin.
 
     The origin is the weighted mean, summed in the scale that largest value
     calls for; ``None`` without centering, or when ``X`` has no finite
-    nonzero value.
+    nonzero value. ``check_finite``: a NaN or infinite largest value is
+    refused (:func:`kgpu._validation.check_finite_largest`).
     """
+    from ._validation import check_finite_largest
+
     itemsize = _itemsize(X, xp)
     largest = max_abs(X, xp=xp, budget_mib=budget_mib)
+    if check_finite:
+        check_finite_largest(largest)
     origin = None
     if center and largest > 0 and math.isfinite(largest):
         origin = weighted_mean(
@@ -260,6 +277,7 @@ def fit_frame_and_working_copy(
     xp: Any,
     center: bool = True,
     budget_mib: float | None = None,
+    check_finite: bool = False,
 ) -> tuple[Frame, Any]:
     """:func:`fit_frame` and Lloyd's working copy ``[x_work, 1]`` in that frame.
 
@@ -267,6 +285,7 @@ def fit_frame_and_working_copy(
     :func:`kgpu._stream.working_copy`, with one read of ``X`` fewer: the copy
     is written while the largest ``|x - origin|`` is found (as if no scale
     were needed), and made again, scaled, in the rare case one is.
+    ``check_finite`` as in :func:`fit_frame`.
 
     Returns
     -------
@@ -276,9 +295,11 @@ def fit_frame_and_working_copy(
     from ._stream import StreamedRows, working_copy
 
     if isinstance(X, StreamedRows):
-        frame = fit_frame(X, sample_weight, xp=xp, center=center, budget_mib=budget_mib)
+        frame = fit_frame(X, sample_weight, xp=xp, center=center, budget_mib=budget_mib, check_finite=check_finite)
         return frame, working_copy(X, xp=xp, frame=frame)
-    itemsize, largest, origin = _origin_of(X, sample_weight, xp=xp, center=center, budget_mib=budget_mib)
+    itemsize, largest, origin = _origin_of(
+        X, sample_weight, xp=xp, center=center, budget_mib=budget_mib, check_finite=check_finite
+    )
     if origin is None:
         frame = Frame(None, working_exponent(largest, itemsize))
         return frame, working_copy(X, xp=xp, frame=frame)

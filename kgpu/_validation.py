@@ -9,6 +9,7 @@ Nothing here writes into the caller's array.
 
 from __future__ import annotations
 
+import math
 import numbers
 import sys
 from typing import Any
@@ -31,6 +32,7 @@ def check_data(
     estimator: Any = None,
     reset: bool = True,
     min_samples: int = 1,
+    check_finite: bool = True,
 ) -> Any:
     """Validate a data matrix and return it as a floating array of its own namespace.
 
@@ -47,6 +49,12 @@ def check_data(
         call (checks it).
     min_samples : int
         Fewest rows accepted.
+    check_finite : bool
+        Scan the values for NaN and infinity. ``False`` is for a caller whose
+        own first pass over float32 / float64 ``X`` finds its largest ``|x|``
+        anyway and refuses non-finite data there
+        (:func:`check_finite_largest`), so that ``X`` is not read once more
+        for this check alone. Half-precision ``X`` is always scanned here.
 
     Returns
     -------
@@ -79,7 +87,7 @@ def check_data(
             "kmeans_plusplus and the silhouette do. Densify it with X.to_dense() if it fits in memory."
         )
     if _is_foreign_array(X):
-        return _check_foreign(X, estimator=estimator, reset=reset, min_samples=min_samples)
+        return _check_foreign(X, estimator=estimator, reset=reset, min_samples=min_samples, check_finite=check_finite)
     if hasattr(X, "toarray") or hasattr(X, "tocsr"):
         raise TypeError(
             f"Sparse input is not supported here ({type(X).__module__}.{type(X).__name__}): KMeans, "
@@ -94,7 +102,7 @@ def check_data(
         # checked below, block by block, for the same reason.
         dtype=None if half else [np.float64, np.float32],
         ensure_min_samples=min_samples,
-        ensure_all_finite=not half,
+        ensure_all_finite=check_finite and not half,
         accept_sparse=False,
     )
     if estimator is None:
@@ -130,10 +138,27 @@ def _check_finite_blocks(X: Any, xp: Any) -> None:
     for start in range(0, n_rows, rows):
         block = X[start:start + rows, :]
         if not bool(xp.all(xp.isfinite(block))):
-            problem = "NaN" if bool(xp.any(xp.isnan(block))) else "infinity"
-            raise ValueError(
-                f"Input X contains {problem}: remove or impute non-finite values first."
-            )
+            raise ValueError(non_finite_message("NaN" if bool(xp.any(xp.isnan(block))) else "infinity"))
+
+
+def non_finite_message(problem: str) -> str:
+    """The error of data holding ``problem`` (``"NaN"`` or ``"infinity"``), the same on every path."""
+    return f"Input X contains {problem}: remove or impute non-finite values first."
+
+
+def check_finite_largest(largest: float) -> None:
+    """Refuse data whose largest ``|x|`` is ``largest``: NaN when it holds a NaN, infinite with an infinity.
+
+    The finiteness check of a fit that validated ``X`` with
+    ``check_data(..., check_finite=False)``: its first pass over ``X`` finds
+    the largest ``|x|`` (:func:`kgpu._scale.max_abs`, which returns NaN when
+    any value is NaN), so that pass is the check, with
+    :func:`find_non_finite`'s message.
+    """
+    if largest != largest:
+        raise ValueError(non_finite_message("NaN"))
+    if math.isinf(largest):
+        raise ValueError(non_finite_message("infinity"))
 
 
 def find_non_finite(X: Any, xp: Any) -> str | None:
@@ -243,7 +268,7 @@ def _check_shape(X: Any, min_samples: int) -> None:
         )
 
 
-def _check_foreign(X: Any, *, estimator: Any, reset: bool, min_samples: int) -> Any:
+def _check_foreign(X: Any, *, estimator: Any, reset: bool, min_samples: int, check_finite: bool = True) -> Any:
     xp = namespace_of(X)
     _check_shape(X, min_samples)
     n_features = X.shape[1]
@@ -261,12 +286,10 @@ def _check_foreign(X: Any, *, estimator: Any, reset: bool, min_samples: int) -> 
     if is_half_precision(X.dtype):
         # Kept half precision; checked in blocks so no n x d mask is made either.
         _check_finite_blocks(X, xp)
-    else:
+    elif check_finite:
         problem = find_non_finite(X, xp)
         if problem is not None:
-            raise ValueError(
-                f"Input X contains {problem}: remove or impute non-finite values first."
-            )
+            raise ValueError(non_finite_message(problem))
     if estimator is not None:
         _check_n_features(estimator, n_features, reset=reset)
     return X

@@ -70,3 +70,33 @@ def test_command_line():
     assert done.returncode == 0, done.stderr
     assert "Devices and the path each operation takes" in done.stdout
     assert "numpy on cpu" in done.stdout
+
+
+def test_reports_the_blas_kernels():
+    report = doctor()
+    assert report.blas, "SciPy's BLAS is loaded by the CPU kernels, so at least one library is listed"
+    text = str(report)
+    assert "BLAS libraries" in text and "kernels (" in text
+
+
+@pytest.mark.parametrize(
+    "flags, architecture, advised",
+    [
+        ({"avx2", "avx512f"}, "Haswell", True),
+        ({"avx2", "avx512f"}, "Zen", True),
+        ({"avx2", "avx512f"}, "SkylakeX", False),
+        ({"avx2", "avx512f"}, "Cooperlake", False),
+        ({"avx2"}, "Haswell", False),
+        (set(), "Haswell", False),
+    ],
+)
+def test_blas_advice_only_where_openblas_leaves_avx512_unused(flags, architecture, advised):
+    from kgpu._doctor import blas_advice
+
+    libraries = [{"user_api": "blas", "internal_api": "openblas", "version": "0.3.30", "architecture": architecture}]
+    advice = blas_advice(flags, libraries)
+    assert (advice is not None) == advised
+    if advised:
+        assert "OPENBLAS_CORETYPE=SkylakeX" in advice and architecture in advice
+    # Another BLAS (MKL, BLIS) picks its own kernels: no advice about OpenBLAS.
+    assert blas_advice(flags, [{"user_api": "blas", "internal_api": "mkl", "version": "2024"}]) is None

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from kgpu import KMeans, kmeans_plusplus
+from kgpu._validation import non_finite_message
 
 from ._helpers import asarray, assert_close, assert_equal, dtype_name, to_numpy
 
@@ -57,6 +58,51 @@ def test_bad_X_in_fit(xp, make, error, match):
     X = asarray(xp, make())
     with pytest.raises(error, match=match):
         KMeans(n_clusters=2).fit(X)
+
+
+@pytest.mark.parametrize(("value", "problem"), [(np.nan, "NaN"), (np.inf, "infinity"), (-np.inf, "infinity")])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("row", [0, 21, 39])
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(init="k-means++"),
+        dict(init=np.zeros((2, 3)), n_init=1, copy_x=False),
+        dict(init="random", algorithm="elkan", n_init=2),
+    ],
+    ids=["k-means++", "array-uncentered", "elkan"],
+)
+def test_non_finite_X_in_kmeans_fit_has_one_message_on_every_path(xp, value, problem, dtype, row, params):
+    # A Euclidean K-Means fit finds non-finite values in its first pass over
+    # X (the working frame's largest |x|), not in a scan of its own: that
+    # pass must refuse them wherever they are, with one message on every backend.
+    values = np.array(_data(), dtype=dtype)
+    values[row, 2] = value
+    X = asarray(xp, values)
+    with pytest.raises(ValueError, match=f"^{re.escape(non_finite_message(problem))}$"):
+        KMeans(n_clusters=2, random_state=0, **params).fit(X)
+    np.testing.assert_array_equal(to_numpy(X)[row], values[row])
+
+
+def test_nan_beside_an_infinity_is_named_as_nan(xp):
+    values = _with_value(np.inf)
+    values[30, 0] = np.nan
+    with pytest.raises(ValueError, match=f"^{re.escape(non_finite_message('NaN'))}$"):
+        KMeans(n_clusters=2, random_state=0).fit(asarray(xp, values))
+
+
+@pytest.mark.parametrize(("value", "problem"), [(np.nan, "NaN"), (-np.inf, "infinity")])
+def test_non_finite_memory_mapped_X_is_refused(tmp_path, value, problem):
+    path = tmp_path / "X.npy"
+    np.save(path, _with_value(value).astype(np.float32))
+    with pytest.raises(ValueError, match=f"^{re.escape(non_finite_message(problem))}$"):
+        KMeans(n_clusters=2, random_state=0).fit(np.load(path, mmap_mode="r"))
+
+
+@pytest.mark.parametrize(("value", "problem"), [(np.nan, "NaN"), (np.inf, "infinity")])
+def test_non_finite_X_in_cosine_fit(xp, value, problem):
+    with pytest.raises(ValueError, match=problem):
+        KMeans(n_clusters=2, metric="cosine", random_state=0).fit(asarray(xp, _with_value(value)))
 
 
 @pytest.mark.parametrize(("make", "error", "match"), BAD_ARRAYS)

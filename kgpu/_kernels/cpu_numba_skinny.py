@@ -15,8 +15,8 @@ everything happens while it is in the core's cache:
   of its own and nothing is reassociated, so ``fastmath`` stays off and a
   distance has the same bits whichever block computes it (the vectors are
   LLVM vector types: a machine with narrower registers splits them, it does
-  not reorder them). Two rows and four centers are computed together, so
-  each vector loaded from memory or cache serves several of the eight
+  not reorder them). Four rows and four centers are computed together, so
+  each vector loaded from memory or cache serves several of the sixteen
   independent accumulators (:data:`BLOCK_ROWS`, :data:`BLOCK_CENTERS`);
 - the running argmin (a strict ``<``: ties go to the lowest index);
 - the changed-label count, and the float64 weighted sums
@@ -79,8 +79,10 @@ from .cpu_numba import (
 )
 from .dispatch import register
 
-#: Fewest features and most centers the kernels run for (see the module docstring).
+#: Fewest features and most centers the kernels run for (see the module docstring);
+#: from :data:`WIDE_FEATURES` features, up to :data:`WIDE_MAX_CENTERS` centers.
 MIN_FEATURES, MAX_CENTERS = 128, 16
+WIDE_FEATURES, WIDE_MAX_CENTERS = 256, 32
 
 #: Bytes of one SIMD lane vector (an AVX-512 register): 16 float32 or 8 float64 lanes.
 VECTOR_BYTES = 64
@@ -89,7 +91,7 @@ VECTOR_BYTES = 64
 #: feature vector of a row is loaded once for :data:`BLOCK_CENTERS` centers and
 #: each of a center's once for :data:`BLOCK_ROWS` rows, with
 #: ``BLOCK_ROWS * BLOCK_CENTERS`` independent accumulators in registers.
-BLOCK_ROWS, BLOCK_CENTERS = 2, 4
+BLOCK_ROWS, BLOCK_CENTERS = 4, 4
 
 #: Rows labelled before they are summed, and features summed at a time
 #: (``k`` times this many float64 sums stay in the L1 cache).
@@ -97,7 +99,7 @@ SUM_ROWS, SUM_FEATURES = 32, 256
 
 #: Rows ahead of the current block whose values are requested from memory
 #: before its distances are computed.
-PREFETCH_ROWS = 4
+PREFETCH_ROWS = 2 * BLOCK_ROWS
 
 
 # ---------------------------------------------------------------- the distances
@@ -204,7 +206,7 @@ def _block_sqdist_intrinsic(n_rows: int, n_centers: int) -> Any:
 # vectors of features (fused multiply-adds), those lanes added by halves, then the features left over
 # one by one. So a distance has the same bits in any block, on any row or task layout.
 _block_1x1, _block_1x2, _block_1x3, _block_1x4 = (_block_sqdist_intrinsic(1, g) for g in (1, 2, 3, 4))
-_block_2x1, _block_2x2, _block_2x3, _block_2x4 = (_block_sqdist_intrinsic(2, g) for g in (1, 2, 3, 4))
+_block_4x1, _block_4x2, _block_4x3, _block_4x4 = (_block_sqdist_intrinsic(4, g) for g in (1, 2, 3, 4))
 
 
 def _accumulate_codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
@@ -290,30 +292,48 @@ def _prefetch_row(typingctx: Any, X: Any, row: Any, n_features: Any) -> Any:
 
 
 @njit(fastmath=False, cache=True, nogil=True)
-def _block_distances(X, first_row, n_block_rows, centers, distances):
-    """``distances[r, j]``: squared distance of row ``first_row + r`` (``r < n_block_rows <= 2``) to center ``j``."""
+def _centers_in_groups(X, row, centers, distances):
+    """``distances[0, j]``: squared distance of row ``row`` to every center ``j``, four centers at a time."""
     n_clusters, n_features = centers.shape
     j = 0
     while j < n_clusters:
         group = min(BLOCK_CENTERS, n_clusters - j)
-        if n_block_rows == 2:
-            if group == 4:
-                _block_2x4(X, first_row, centers, j, n_features, distances)
-            elif group == 3:
-                _block_2x3(X, first_row, centers, j, n_features, distances)
-            elif group == 2:
-                _block_2x2(X, first_row, centers, j, n_features, distances)
-            else:
-                _block_2x1(X, first_row, centers, j, n_features, distances)
+        if group == 4:
+            _block_1x4(X, row, centers, j, n_features, distances)
+        elif group == 3:
+            _block_1x3(X, row, centers, j, n_features, distances)
+        elif group == 2:
+            _block_1x2(X, row, centers, j, n_features, distances)
         else:
-            if group == 4:
-                _block_1x4(X, first_row, centers, j, n_features, distances)
-            elif group == 3:
-                _block_1x3(X, first_row, centers, j, n_features, distances)
-            elif group == 2:
-                _block_1x2(X, first_row, centers, j, n_features, distances)
-            else:
-                _block_1x1(X, first_row, centers, j, n_features, distances)
+            _block_1x1(X, row, centers, j, n_features, distances)
+        j += group
+
+
+@njit(fastmath=False, cache=True, nogil=True)
+def _block_distances(X, first_row, n_block_rows, centers, distances, one_row):
+    """``distances[r, j]``: squared distance of row ``first_row + r`` (``r < n_block_rows``) to center ``j``.
+
+    A whole block of :data:`BLOCK_ROWS` rows is computed together; the rows
+    of a shorter last block one by one (through ``one_row``, ``(1, k)``).
+    """
+    n_clusters, n_features = centers.shape
+    if n_block_rows < BLOCK_ROWS:
+        for r in range(n_block_rows):
+            _centers_in_groups(X, first_row + r, centers, one_row)
+            for j in range(n_clusters):
+                distances[r, j] = one_row[0, j]
+        return
+    j = 0
+    while j < n_clusters:
+        group = min(BLOCK_CENTERS, n_clusters - j)
+        if group == 4:
+            _block_4x4(X, first_row, centers, j, n_features, distances)
+        elif group == 3:
+            _block_4x3(X, first_row, centers, j, n_features, distances)
+        elif group == 2:
+            _block_4x2(X, first_row, centers, j, n_features, distances)
+        else:
+            _block_4x1(X, first_row, centers, j, n_features, distances)
         j += group
 
 
@@ -343,6 +363,7 @@ def _lloyd_rows(X, weights, centers, start, stop, previous, labels, part):
     """
     n_clusters, n_features = centers.shape
     distances = np.empty((BLOCK_ROWS, n_clusters), dtype=X.dtype)
+    one_row = np.empty((1, n_clusters), dtype=X.dtype)
     compare = previous.shape[0] > 0
     n_changed = 0
     for block_start in range(start, stop, SUM_ROWS):
@@ -351,7 +372,7 @@ def _lloyd_rows(X, weights, centers, start, stop, previous, labels, part):
             n_block_rows = min(BLOCK_ROWS, block_stop - first)
             for ahead in range(first + PREFETCH_ROWS, min(first + PREFETCH_ROWS + n_block_rows, X.shape[0])):
                 _prefetch_row(X, ahead, n_features)
-            _block_distances(X, first, n_block_rows, centers, distances)
+            _block_distances(X, first, n_block_rows, centers, distances, one_row)
             for r in range(n_block_rows):
                 i = first + r
                 best = _nearest(distances, r)
@@ -373,11 +394,12 @@ def _assign_rows(X, centers, start, stop, labels, min_dist):
     """Nearest center of rows ``start:stop`` and the exact ``||x - c||^2`` to it (in the data's dtype)."""
     n_features = centers.shape[1]
     distances = np.empty((BLOCK_ROWS, centers.shape[0]), dtype=X.dtype)
+    one_row = np.empty((1, centers.shape[0]), dtype=X.dtype)
     for first in range(start, stop, BLOCK_ROWS):
         n_block_rows = min(BLOCK_ROWS, stop - first)
         for ahead in range(first + PREFETCH_ROWS, min(first + PREFETCH_ROWS + n_block_rows, X.shape[0])):
             _prefetch_row(X, ahead, n_features)
-        _block_distances(X, first, n_block_rows, centers, distances)
+        _block_distances(X, first, n_block_rows, centers, distances, one_row)
         for r in range(n_block_rows):
             best = _nearest(distances, r)
             labels[first + r] = best
@@ -393,6 +415,8 @@ def applies_to_shape(n_clusters: int, n_features: int) -> bool:
     A function of ``(k, d)`` only, never of the rows: ``predict`` on any data
     runs the kernel the fit ran.
     """
+    if n_features >= WIDE_FEATURES:
+        return 1 <= n_clusters <= WIDE_MAX_CENTERS
     return 1 <= n_clusters <= MAX_CENTERS and n_features >= MIN_FEATURES
 
 

@@ -37,7 +37,10 @@ ANY_BACKEND = "*"
 #: the modules happen to be imported (a specialised module that imports a
 #: general one still comes first when listed first).
 NATIVE_MODULES = {
+    # Before cpu_numba, whose guards take the same shapes: few centers with
+    # many features (skinny), few centers with few features (narrow).
     "kgpu._kernels.cpu_numba_skinny": ("numpy", "torch"),
+    "kgpu._kernels.cpu_numba_narrow": ("numpy", "torch"),
     "kgpu._kernels.cpu_numba": ("numpy", "torch"),
     "kgpu._kernels.cpu_numba_medoids": ("numpy", "torch"),
     "kgpu._kernels.cpu_numba_bisect": ("numpy", "torch"),

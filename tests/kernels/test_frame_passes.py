@@ -85,6 +85,30 @@ def test_max_abs_of_no_rows_and_of_small_budgets(function, to_backend, xp):
     )
 
 
+@pytest.mark.parametrize("function, to_backend, xp", _implementations("max_abs"))
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "bad, expected",
+    [
+        pytest.param({(3, 1): np.nan}, "nan", id="nan-first-block"),
+        pytest.param({(2500, 1): np.nan}, "nan", id="nan-middle-block"),
+        pytest.param({(4999, 6): -np.inf}, "inf", id="minus-inf-last-block"),
+        pytest.param({(0, 0): np.inf, (4000, 3): np.nan}, "nan", id="inf-then-nan"),
+    ],
+)
+def test_max_abs_is_nan_or_infinite_for_non_finite_data(function, to_backend, xp, dtype, bad, expected):
+    # A K-Means fit's finiteness check is this value (kgpu._validation.check_finite_largest):
+    # a NaN in any block must make it NaN, whatever the largest value of the other blocks.
+    X, origin = _data(dtype, 1.0, n_rows=5000)
+    for index, value in bad.items():
+        X[index] = value
+    for chosen_origin in (None, origin):
+        got = function(
+            to_backend(X), xp=xp, origin=None if chosen_origin is None else to_backend(chosen_origin), budget_mib=0.01
+        )
+        assert (got != got) if expected == "nan" else got == np.inf
+
+
 @pytest.mark.parametrize("function, to_backend, xp", _implementations("working_copy"))
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("scale", SCALES)

@@ -313,8 +313,9 @@ def test_dispatch_picks_numba_for_numpy_only(monkeypatch):
 
     monkeypatch.delenv("KGPU_FAST", raising=False)
 
-    X = np.ones((10, 3))
-    centers = np.ones((2, 3))
+    # 40 features: outside the guard of the kernels for few features (cpu_numba_narrow).
+    X = np.ones((10, 40))
+    centers = np.ones((2, 40))
     assert dispatch.implementation("lloyd_step", xp_numpy, "cpu", X, np.ones(10), centers) is cpu_numba.lloyd_step_numba
     assert dispatch.implementation("assign", array_api_strict, None) is dispatch.reference("assign")
     # Outside the guard (a strided view): the reference.
@@ -363,8 +364,9 @@ def test_dispatch_sends_host_tensors_to_numba(monkeypatch):
 
     monkeypatch.delenv("KGPU_FAST", raising=False)
 
-    X = torch.ones((10, 3))
-    centers = torch.ones((2, 3))
+    # 40 features: outside the guard of the kernels for few features (cpu_numba_narrow).
+    X = torch.ones((10, 40))
+    centers = torch.ones((2, 40))
     weights = torch.ones(10)
     assert dispatch.implementation("lloyd_step", xp_torch, X.device, X, weights, centers) is cpu_numba.lloyd_step_torch
     assert dispatch.implementation("assign", xp_torch, X.device, X, centers) is cpu_numba.assign_torch

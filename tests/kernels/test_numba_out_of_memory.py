@@ -22,6 +22,7 @@ numba = pytest.importorskip("numba")
 cpu_numba = pytest.importorskip("kgpu._kernels.cpu_numba")
 cpu_numba_medoids = pytest.importorskip("kgpu._kernels.cpu_numba_medoids")
 cpu_numba_skinny = pytest.importorskip("kgpu._kernels.cpu_numba_skinny")
+cpu_numba_narrow = pytest.importorskip("kgpu._kernels.cpu_numba_narrow")
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def inject(monkeypatch, fresh_limits):
     Returns the list of failed job sizes.
     """
 
-    def start(limit, modules=(cpu_numba, cpu_numba_medoids)):
+    def start(limit, modules=(cpu_numba, cpu_numba_medoids, cpu_numba_narrow)):
         failures = []
 
         def constrained_map_blocks(fn, blocks, xp):

@@ -39,6 +39,7 @@ SHAPES = [
     pytest.param(1001, skinny.MIN_FEATURES + 13, skinny.MAX_CENTERS, id="most-centers-tail"),
     pytest.param(4101, 150, 10, id="several-tasks"),
     pytest.param(300, 784, 10, id="mnist-width"),
+    pytest.param(203, skinny.WIDE_FEATURES + 1, skinny.WIDE_MAX_CENTERS, id="wide-most-centers"),
 ]
 
 
@@ -196,6 +197,10 @@ def test_guard_takes_few_centers_and_many_features_only():
     assert skinny.applies_to_shape(skinny.MAX_CENTERS, skinny.MIN_FEATURES)
     assert not skinny.applies_to_shape(skinny.MAX_CENTERS + 1, skinny.MIN_FEATURES)
     assert not skinny.applies_to_shape(skinny.MAX_CENTERS, skinny.MIN_FEATURES - 1)
+    assert not skinny.applies_to_shape(skinny.MAX_CENTERS + 1, skinny.WIDE_FEATURES - 1)
+    assert skinny.applies_to_shape(skinny.WIDE_MAX_CENTERS, skinny.WIDE_FEATURES)
+    assert not skinny.applies_to_shape(skinny.WIDE_MAX_CENTERS + 1, 10 * skinny.WIDE_FEATURES)
+    assert not skinny.applies_to_shape(0, skinny.WIDE_FEATURES)
     implementation = dispatch.implementation
     assert implementation("lloyd_step", xp_numpy, "cpu", X, weights, centers) is skinny.lloyd_step_skinny
     assert implementation("assign", xp_numpy, "cpu", X, centers) is skinny.assign_skinny

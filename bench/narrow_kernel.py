@@ -2,7 +2,8 @@
 
 For each shape (float32, standard normal rows, homogeneous ``[x, 1]`` as a fit
 holds them), one Lloyd step (``lloyd_step``: labels, changed count, float64
-sums) and one assignment (``assign``) of:
+sums; the new labels written over the previous ones, as in a fit) and one
+assignment (``assign``) of:
 
 - ``blas-tile``: :mod:`kgpu._kernels.cpu_numba` (a BLAS GEMM score tile plus
   a compiled epilogue), what ran for every shape before;
@@ -67,12 +68,14 @@ def _kernel_times(design: np.ndarray, centers: np.ndarray, repeats: int) -> dict
     n_rows = design.shape[0]
     weights = np.ones(n_rows, dtype=design.dtype)
     previous = np.random.default_rng(1).integers(0, centers.shape[0], n_rows)
+    # As in a fit: the new labels overwrite the previous ones (one array per contender).
+    previous_blas, previous_narrow = previous.copy(), previous.copy()
     plain = np.ascontiguousarray(design[:, :-1])
     contenders = {
         "step blas-tile": lambda: cpu_numba.lloyd_step_numba(
-            design, weights, centers, xp=xp, rows_per_block=n_rows, previous_labels=previous),
+            design, weights, centers, xp=xp, rows_per_block=n_rows, previous_labels=previous_blas, in_place=True),
         "step narrow": lambda: narrow.lloyd_step_narrow(
-            design, weights, centers, xp=xp, rows_per_block=n_rows, previous_labels=previous),
+            design, weights, centers, xp=xp, rows_per_block=n_rows, previous_labels=previous_narrow, in_place=True),
         "assign blas-tile": lambda: cpu_numba.assign_numba(plain, centers, xp=xp),
         "assign narrow": lambda: narrow.assign_narrow(plain, centers, xp=xp),
     }

@@ -35,17 +35,15 @@ those of :mod:`kgpu._kernels.cpu_numba` (:func:`~kgpu._kernels.cpu_numba.task_ro
 fixed by the shape, so the result is the same bits on any number of threads.
 
 Crossover, measured on 2 AVX-512 cores against the BLAS tile
-(``bench/narrow_kernel.py``: CPU time of one Lloyd step, float32, homogeneous
-rows; ``bench/results/narrow-kernel-2core-*.md``): 0.7-0.9 of its time from
-``d = 2`` to ``d = 12`` with ``k`` up to 16 (4,000,000 × 8, ``k = 8``: 0.7),
-level at ``d = 16`` (0.97-1.01 at ``k = 8`` and 16), far slower at ``d = 32``
-(4.8). The assignment is
-0.5-0.8 of the BLAS tile's throughout (the BLAS path recomputes the exact
-distance row by row after its scores). :data:`MAX_FEATURES` and
-:data:`MAX_CLUSTERS` bound the guard accordingly. Of one step at
-4,000,000 × 8, ``k = 8`` on one thread (about 20 cycles per row), reading the
-rows into the transposed tile takes about 4, the distances about 7, the sums
-about 5 and the labels (compare, write) about 4.
+(``bench/narrow_kernel.py``: CPU time of one Lloyd step written over the
+previous labels as in a fit, float32, homogeneous rows;
+``bench/results/narrow-kernel-2core-2026-11-30.md``): 0.5-0.7 of its time
+from ``d = 2`` to ``d = 12`` with ``k`` up to 16 (4,000,000 × 8, ``k = 8``:
+0.64), 0.77-0.87 at ``d = 16``, level at ``d = 24`` (0.98), far slower at
+``d = 32`` (4.6). The assignment is 0.55-0.8 of the BLAS tile's throughout
+(the BLAS path recomputes the exact distance row by row after its scores).
+:data:`MAX_FEATURES` and :data:`MAX_CLUSTERS` bound the guard accordingly.
+One step at 4,000,000 × 8, ``k = 8`` costs about 13 cycles a row on one core.
 """
 
 from __future__ import annotations
@@ -68,7 +66,7 @@ from .cpu_numba import _host_tensors, _is_float_matrix, _tensor, _view, task_rou
 from .dispatch import register
 
 #: Largest number of features (``d``) and of centers (``k``) the guard accepts (the measured crossover).
-MAX_FEATURES, MAX_CLUSTERS = 12, 16
+MAX_FEATURES, MAX_CLUSTERS = 16, 16
 
 #: Bytes of one transposed tile ``(d, rows)``: with the rows it was copied from,
 #: well within an L1 data cache (measured: 256 rows at d = 8 in float32 ran a
@@ -182,8 +180,11 @@ def _nearest_in_tile(X, centers, first, n_tile, features, tile_t, nearest, neare
 
 
 @njit(fastmath=False, cache=True, nogil=True)
-def _lloyd_rows(X, weights, centers, features, start, stop, tile_rows, previous, labels, part):
+def _lloyd_rows(X, weights, centers, features, start, stop, tile_rows, previous, labels, in_place, part):
     """Labels, changed count and float64 weighted sums of rows ``start:stop``, added into ``part``.
+
+    ``in_place``: ``labels`` is ``previous`` (each row's label is compared,
+    then overwritten).
 
     ``part`` is ``(k, d + 1)``: the sums, then the weights. Rows are added in
     row order to what it holds, so a task cut in pieces run one after the
@@ -205,13 +206,24 @@ def _lloyd_rows(X, weights, centers, features, start, stop, tile_rows, previous,
     for first in range(start, stop, tile_rows):
         n_tile = min(tile_rows, stop - first)
         _nearest_in_tile(X, centers, first, n_tile, features, tile_t, nearest, nearest_dist)
-        # Three short loops rather than one: the first two vectorise.
-        if compare:
-            # Counted before the labels are written: ``labels`` may be ``previous`` itself.
+        # The labels in a loop of their own, which vectorises; one array when
+        # the new labels overwrite the previous ones (two views of one array
+        # would fail the vectoriser's overlap check and run row by row).
+        tile_labels = labels[first : first + n_tile]
+        if in_place:
             for r in range(n_tile):
-                n_changed += previous[first + r] != nearest[r]
-        for r in range(n_tile):
-            labels[first + r] = nearest[r]
+                label = np.int64(nearest[r])
+                n_changed += tile_labels[r] != label
+                tile_labels[r] = label
+        elif compare:
+            tile_previous = previous[first : first + n_tile]
+            for r in range(n_tile):
+                label = np.int64(nearest[r])
+                n_changed += tile_previous[r] != label
+                tile_labels[r] = label
+        else:
+            for r in range(n_tile):
+                tile_labels[r] = nearest[r]
         for r in range(n_tile):
             best = nearest[r]
             weight = np.float64(weights[first + r])
@@ -307,7 +319,7 @@ def lloyd_step_narrow(
             slot = bisect.bisect_right(first_tiles, first_tile) - 1
             start, stop = tile_span(first_tile, last_tile, rows_per_tile, n_rows)
             return _lloyd_rows(
-                X, weights, centers_work, features, start, stop, rows_per_tile, previous, labels, partials[slot]
+                X, weights, centers_work, features, start, stop, rows_per_tile, previous, labels, overwrite, partials[slot]
             )
 
         n_changed += sum(map_blocks(one_task, tiled, np))

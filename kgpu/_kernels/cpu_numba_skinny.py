@@ -430,11 +430,20 @@ def _applies(X: Any, centers: Any) -> bool:
     )
 
 
-def _lloyd_step_applies(X: Any, sample_weight: Any, centers: Any, **_: Any) -> bool:
+def _may_apply(X: Any) -> bool:
+    """Whether a call on rows ``X`` may run here, the centers unknown (``kgpu doctor`` shows the data alone)."""
+    return _is_float_matrix(X) and X.shape[1] >= MIN_FEATURES
+
+
+def _lloyd_step_applies(X: Any, sample_weight: Any = None, centers: Any = None, **_: Any) -> bool:
+    if centers is None:
+        return _may_apply(X)
     return _applies(X, centers) and isinstance(sample_weight, np.ndarray) and sample_weight.shape == (X.shape[0],)
 
 
-def _assign_applies(X: Any, centers: Any, *, metric: Metric = SQEUCLIDEAN, **_: Any) -> bool:
+def _assign_applies(X: Any, centers: Any = None, *, metric: Metric = SQEUCLIDEAN, **_: Any) -> bool:
+    if centers is None:
+        return _may_apply(X)
     return metric.name in ("sqeuclidean", "euclidean") and _applies(X, centers) and X.shape[0] >= 1
 
 
@@ -593,7 +602,9 @@ register("assign", "numpy", name="numba-skinny", self_check=_assign_self_check, 
 # Zero-copy NumPy views of host tensors, as in :mod:`kgpu._kernels.cpu_numba`.
 
 
-def _lloyd_step_torch_applies(X: Any, sample_weight: Any, centers: Any, **kwargs: Any) -> bool:
+def _lloyd_step_torch_applies(X: Any, sample_weight: Any = None, centers: Any = None, **kwargs: Any) -> bool:
+    if centers is None:
+        return _host_tensors(X) and _may_apply(_view(X))
     previous = kwargs.get("previous_labels")
     return _host_tensors(X, sample_weight, centers, previous) and _lloyd_step_applies(
         _view(X), _view(sample_weight), _view(centers)
@@ -618,7 +629,9 @@ def lloyd_step_skinny_torch(
     return Accumulation(*(_tensor(part) for part in step))
 
 
-def _assign_torch_applies(X: Any, centers: Any, **kwargs: Any) -> bool:
+def _assign_torch_applies(X: Any, centers: Any = None, **kwargs: Any) -> bool:
+    if centers is None:
+        return _host_tensors(X) and _may_apply(_view(X))
     return _host_tensors(X, centers) and _assign_applies(_view(X), _view(centers), **kwargs)
 
 

@@ -220,6 +220,14 @@ def test_guard_takes_few_centers_and_many_features_only():
         assert chosen not in (skinny.lloyd_step_skinny, skinny.assign_skinny), (operation, kwargs)
 
 
+def test_doctor_names_these_kernels_only_for_data_they_may_take():
+    # ``kgpu doctor`` shows each guard the data alone, without centers.
+    for n_features, expected in ((3, False), (skinny.MIN_FEATURES - 1, False), (skinny.MIN_FEATURES, True)):
+        described = dispatch.describe(xp_numpy, "cpu", np.ones((4, n_features)))
+        assert (described["lloyd_step"] == "numba-skinny") is expected, n_features
+        assert (described["assign"] == "numba-skinny") is expected, n_features
+
+
 def test_torch_adapters_give_the_numpy_kernels_bits_as_tensors():
     torch = pytest.importorskip("torch")
     import array_api_compat.torch as xp_torch

@@ -37,10 +37,10 @@ fixed by the shape, so the result is the same bits on any number of threads.
 Crossover, measured on 2 AVX-512 cores against the BLAS tile
 (``bench/narrow_kernel.py``: CPU time of one Lloyd step written over the
 previous labels as in a fit, float32, homogeneous rows;
-``bench/results/narrow-kernel-2core-2026-11-30.md``): 0.5-0.7 of its time
+``bench/results/narrow-kernel-2core-2026-11-30.md``): 0.35-0.7 of its time
 from ``d = 2`` to ``d = 12`` with ``k`` up to 16 (4,000,000 × 8, ``k = 8``:
-0.64), 0.77-0.87 at ``d = 16``, level at ``d = 24`` (0.98), far slower at
-``d = 32`` (4.6). The assignment is 0.55-0.8 of the BLAS tile's throughout
+0.55), 0.77-0.87 at ``d = 16``, 0.9-1.0 at ``d = 24``, far slower at
+``d = 32`` (4.5). The assignment is 0.55-0.8 of the BLAS tile's throughout
 (the BLAS path recomputes the exact distance row by row after its scores).
 :data:`MAX_FEATURES` and :data:`MAX_CLUSTERS` bound the guard accordingly.
 One step at 4,000,000 × 8, ``k = 8`` costs about 13 cycles a row on one core.

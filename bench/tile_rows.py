@@ -82,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shapes", nargs="*", type=parse_shape, default=[(100_000, 128, 256), (250_000, 32, 64)])
     parser.add_argument("--tiles", default="128,256,512,1024,2048,4096")
-    parser.add_argument("--coretypes", nargs="*", default=["default", "SkylakeX"],
-                        help="OPENBLAS_CORETYPE values ('default': unset)")
+    parser.add_argument("--coretypes", nargs="*", default=["Haswell", "SkylakeX"],
+                        help="OPENBLAS_CORETYPE values ('unset': OpenBLAS picks by CPU model)")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         machine_description(),
         f"{datetime.date.today().isoformat()}: `python bench/tile_rows.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
-        f"load average before: {' '.join(f'{value:.2f}' for value in os.getloadavg())}",
+        f"load average before: {' '.join(f'{value:.2f}' for value in os.getloadavg())}; "
+        f"OPENBLAS_CORETYPE in this environment: {os.environ.get('OPENBLAS_CORETYPE', 'unset')}",
         "",
         "| n x d, k | OPENBLAS_CORETYPE (kernels) | rule's tile rows | what | "
         + " | ".join(f"{rows} rows (ms)" for rows in args.tiles.split(","))
@@ -107,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         for coretype in args.coretypes:
             env = dict(os.environ)
             env.pop("OPENBLAS_CORETYPE", None)
-            if coretype != "default":
+            if coretype != "unset":
                 env["OPENBLAS_CORETYPE"] = coretype
             result = subprocess.run(
                 [sys.executable, "-c", _CHILD, str(n), str(d), str(k), str(args.repeats), args.tiles],

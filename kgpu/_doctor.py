@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,13 +113,13 @@ def cpu_flags() -> set:
     return set()
 
 
-def blas_advice(flags: set, libraries: list[dict]) -> str | None:
-    """Advice when OpenBLAS runs AVX2 kernels on a CPU that has AVX-512, else None.
+def blas_advice(flags: set, libraries: list[dict], coretype: str | None = None) -> str | None:
+    """Advice when OpenBLAS runs kernels without AVX-512 on a CPU that has it, else None.
 
-    OpenBLAS picks its kernels by CPU model when it loads; on CPUs it does
-    not know yet (AMD Zen 5 with OpenBLAS 0.3.30 and 0.3.31, for one) it
-    falls back to its Haswell (AVX2) kernels. ``OPENBLAS_CORETYPE`` set
-    before Python starts chooses the AVX-512 ones.
+    OpenBLAS picks its kernels by CPU model when it loads, unless
+    ``OPENBLAS_CORETYPE`` (``coretype``, read before Python started) names a
+    set: ``Haswell`` holds it to AVX2, which halves its GEMM speed on
+    AVX-512 CPUs such as AMD Zen 5.
     """
     if "avx512f" not in flags:
         return None
@@ -129,10 +130,15 @@ def blas_advice(flags: set, libraries: list[dict]) -> str | None:
     if not slow:
         return None
     kernels = ", ".join(sorted({str(info.get("architecture")) for info in slow}))
+    if coretype:
+        return (
+            f"OPENBLAS_CORETYPE={coretype} holds OpenBLAS to its {kernels} kernels on this AVX-512 CPU; without it "
+            "(or with OPENBLAS_CORETYPE=SkylakeX) every GEMM of NumPy, SciPy, scikit-learn and kgpu's CPU score "
+            "tiles runs the AVX-512 kernels."
+        )
     return (
-        f"this CPU has AVX-512 but OpenBLAS runs its {kernels} kernels; starting Python with "
-        "OPENBLAS_CORETYPE=SkylakeX selects its AVX-512 kernels (every GEMM of NumPy, SciPy, scikit-learn "
-        "and kgpu's CPU score tiles; see the README's CPU section)."
+        f"this CPU has AVX-512 but OpenBLAS runs its {kernels} kernels; OPENBLAS_CORETYPE=SkylakeX, set before "
+        "Python starts, selects the AVX-512 ones (every GEMM of NumPy, SciPy, scikit-learn and kgpu's CPU score tiles)."
     )
 
 
@@ -207,7 +213,7 @@ def doctor() -> DoctorReport:
     except Exception as exc:  # noqa: BLE001 - a BLAS that cannot be described is worth a line, not an error
         libraries, report.blas = [], [f"not described ({type(exc).__name__}: {exc})"]
     report.blas = report.blas or blas_lines(libraries)
-    report.blas_advice = blas_advice(cpu_flags(), libraries)
+    report.blas_advice = blas_advice(cpu_flags(), libraries, os.environ.get("OPENBLAS_CORETYPE"))
     report.triton, triton_ready = _triton_status()
     if not torch_cuda_available() and not cuda_available():
         report.triton += "; no CUDA device found, so the fused kernels cannot run on this machine"

@@ -98,5 +98,10 @@ def test_blas_advice_only_where_openblas_leaves_avx512_unused(flags, architectur
     assert (advice is not None) == advised
     if advised:
         assert "OPENBLAS_CORETYPE=SkylakeX" in advice and architecture in advice
+    # Kernels forced by the environment: the advice names the variable that holds them.
+    forced = blas_advice(flags, libraries, "Haswell")
+    assert (forced is not None) == advised
+    if advised:
+        assert "OPENBLAS_CORETYPE=Haswell holds OpenBLAS" in forced
     # Another BLAS (MKL, BLIS) picks its own kernels: no advice about OpenBLAS.
     assert blas_advice(flags, [{"user_api": "blas", "internal_api": "mkl", "version": "2024"}]) is None

@@ -79,11 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shapes", nargs="*", default=None, help="n x d x k")
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--out", default=None)
+    parser.add_argument("--out", default=None, help="Markdown file the report is added to (runs collect in one file)")
     args = parser.parse_args(argv)
     shapes = [tuple(int(p) for p in s.split("x")) for s in args.shapes] if args.shapes else SHAPES
     command = " ".join(argv if argv is not None else sys.argv[1:])
     lines = [
+        "",
         machine_description(),
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC: `python bench/skinny_kernel.py {command}`",
         f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}",
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     lines.append("Fused multiply-add instructions in the compiled skinny kernels (`inspect_asm`):")
     lines.append("")
     lines.extend(f"- {line}" for line in vector_fma_counts())
-    publish("\n".join(lines), args.out)
+    publish("\n".join(lines), args.out, append=True)
     return 0
 
 

@@ -296,7 +296,13 @@ def _placed(placement: list[str] | None) -> dict:
     """
     if placement is None:
         return {}
-    return {"workers": lambda key: [placement[key[1]]], "allow_other_workers": True}
+
+    def workers(key: Any) -> list[str]:
+        # Keys of a row-chunked layer are (name, row chunk, ...); any other key is not placed.
+        index = key[1] if isinstance(key, tuple) and len(key) > 1 else None
+        return [placement[index]] if isinstance(index, int) and 0 <= index < len(placement) else []
+
+    return {"workers": workers, "allow_other_workers": True}
 
 
 def _same_block(block: Any) -> Any:

@@ -4,7 +4,7 @@ For ``k`` centers of ``d`` features with ``k`` small and ``d`` large (MNIST,
 ``60,000 x 784`` with ``k = 10``), the BLAS score tile of
 :mod:`kgpu._kernels.cpu_numba` is a GEMM with only ``k`` output columns,
 where SGEMM runs far below its peak, and its tile is written and read back.
-Here every row is read once from memory (requested a few rows ahead), and
+Here every row is read once from memory (requested two blocks ahead), and
 everything happens while it is in the core's cache:
 
 - its exact squared distance ``sum_f (x_f - c_f)^2`` to every center, in the
@@ -33,16 +33,21 @@ row (as two BLAS libraries agree); ``predict`` and ``labels_`` both run this
 module's kernels for the shapes its guard takes (a function of ``k`` and
 ``d`` only), so they agree exactly.
 
-When it runs (:data:`MIN_FEATURES`, :data:`MAX_CENTERS`), measured on 2
-AVX-512 cores against the BLAS tile of :mod:`kgpu._kernels.cpu_numba`,
-interleaved (``bench/skinny_kernel.py``,
-``bench/results/skinny-kernel-2core-2026-11-30.md``): the fused pass costs
-``k * d`` multiply-adds per row at a fixed rate, while the BLAS tile gets
-faster per multiply-add as ``k`` grows. A Lloyd step took 0.6-0.8 of the
-tile's time from 128 features with 8 to 16 centers (0.77 at ``60,000 x 784``,
-``k = 10``; 0.61 at ``100,000 x 256``, ``k = 8``), about as long at 128
-features and 24 centers, and longer at 64 features (1.1 with 8 centers, 1.4
-with 16). Fewer features are left to the kernels for narrow rows.
+When it runs (:data:`MIN_FEATURES`, :data:`MAX_CENTERS`,
+:data:`WIDE_FEATURES`, :data:`WIDE_MAX_CENTERS`), measured on 2 AVX-512
+cores against the BLAS tile of :mod:`kgpu._kernels.cpu_numba`, interleaved
+(``bench/skinny_kernel.py``, ``bench/results/skinny-kernel-2core-2026-11-30.md``):
+the fused pass costs ``k * d`` multiply-adds per row at a fixed rate, while
+the BLAS tile gets faster per multiply-add as ``k`` grows. In three runs
+under load, a Lloyd step took 0.46-0.55 of the tile's time at
+``60,000 x 784``, ``k = 10`` (the assignment 0.25-0.44), 0.59-0.67 at
+``100,000 x 256``, ``k = 8``, 0.53-0.90 at ``50,000 x 1024``, ``k = 16``,
+0.79-1.00 from 256 features with 32 centers; at 128 features 0.70-1.03 with
+8 to 16 centers but 1.07-1.28 with 32; at 64 features 1.03-1.98. The
+assignment alone took 0.25-0.77 of the tile's time wherever the guard takes
+the shape. Hence the two bounds (128 features and 16 centers, or 256
+features and 32 centers). Fewer features are left to the
+kernels for narrow rows.
 
 Tasks and their order come from :mod:`kgpu._kernels.cpu_numba`
 (:func:`~kgpu._kernels.cpu_numba.task_rounds`,
@@ -98,7 +103,7 @@ BLOCK_ROWS, BLOCK_CENTERS = 4, 4
 SUM_ROWS, SUM_FEATURES = 32, 256
 
 #: Rows ahead of the current block whose values are requested from memory
-#: before its distances are computed.
+#: while its distances are computed.
 PREFETCH_ROWS = 2 * BLOCK_ROWS
 
 
@@ -121,11 +126,11 @@ def _block_codegen(n_rows: int, n_centers: int) -> Any:
     """LLVM IR of :func:`_block_sqdist` for ``n_rows`` rows and ``n_centers`` centers."""
 
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-        X_type, _, C_type, _, _, out_type = signature.args
+        X_type, _, C_type, _, _, out_type, _ = signature.args
         X = context.make_array(X_type)(context, builder, args[0])
         C = context.make_array(C_type)(context, builder, args[2])
         out = context.make_array(out_type)(context, builder, args[5])
-        first_row, first_center, n_features = args[1], args[3], args[4]
+        first_row, first_center, n_features, prefetch_row = args[1], args[3], args[4], args[6]
         index_type = n_features.type
         scalar = context.get_value_type(X_type.dtype)
         itemsize = context.get_abi_sizeof(scalar)
@@ -157,8 +162,22 @@ def _block_codegen(n_rows: int, n_centers: int) -> Any:
             for _ in range(n_rows)
         ]
         n_vectors = builder.udiv(n_features, constant(width))
+        # Rows ``prefetch_row`` on (none when negative) requested from memory, one 64-byte line
+        # per row and step: spread over the loop, not in one burst the memory system would drop.
+        byte = ir.IntType(8).as_pointer()
+        flag = ir.IntType(32)
+        prefetch = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [byte, flag, flag, flag]), "llvm.prefetch.p0"
+        )
+        prefetching = builder.icmp_signed(">=", prefetch_row, constant(0))
+        ahead = [row_start(X, builder.select(prefetching, prefetch_row, constant(0)), r) for r in range(n_rows)]
         with cgutils.for_range(builder, n_vectors) as loop:
             offset = builder.mul(loop.index, constant(width))
+            with builder.if_then(prefetching):
+                for start in ahead:
+                    # Read access, keep in all cache levels, data.
+                    address = builder.bitcast(builder.gep(start, [offset]), byte)
+                    builder.call(prefetch, [address, ir.Constant(flag, 0), ir.Constant(flag, 3), ir.Constant(flag, 1)])
             row_values = [load_vector(row, offset) for row in rows]
             for g, center in enumerate(centers):
                 center_values = load_vector(center, offset)
@@ -184,24 +203,28 @@ def _block_codegen(n_rows: int, n_centers: int) -> Any:
 
 
 def _block_sqdist_intrinsic(n_rows: int, n_centers: int) -> Any:
-    def typer(typingctx: Any, X: Any, first_row: Any, C: Any, first_center: Any, n_features: Any, out: Any) -> Any:
+    def typer(
+        typingctx: Any, X: Any, first_row: Any, C: Any, first_center: Any, n_features: Any, out: Any, prefetch_row: Any
+    ) -> Any:
         floats = (types.float32, types.float64)
         for array in (X, C, out):
             if not (isinstance(array, types.Array) and array.ndim == 2 and array.layout == "C" and array.dtype in floats):
                 return None
         if not X.dtype == C.dtype == out.dtype:
             return None
-        for integer in (first_row, first_center, n_features):
+        for integer in (first_row, first_center, n_features, prefetch_row):
             if not isinstance(integer, types.Integer):
                 return None
-        return types.none(X, types.intp, C, types.intp, types.intp, out), _block_codegen(n_rows, n_centers)
+        signature = types.none(X, types.intp, C, types.intp, types.intp, out, types.intp)
+        return signature, _block_codegen(n_rows, n_centers)
 
     typer.__name__ = f"_block_sqdist_{n_rows}x{n_centers}"
     return intrinsic(typer)
 
 
-# ``_block_sqdist(X, i, C, j, d, out)``: ``out[r, j + g] = sum_f (X[i + r, f] - C[j + g, f])^2`` over the
-# first ``d`` features, for ``r < R`` and ``g < G``, in the data's dtype. Each distance has the same
+# ``_block_sqdist(X, i, C, j, d, out, ahead)``: ``out[r, j + g] = sum_f (X[i + r, f] - C[j + g, f])^2``
+# over the first ``d`` features, for ``r < R`` and ``g < G``, in the data's dtype, while rows ``ahead``
+# to ``ahead + R - 1`` are requested from memory (none when ``ahead`` is negative). Each distance has the same
 # lanes, added in the same order, whatever block computes it: one vector of lanes over the whole
 # vectors of features (fused multiply-adds), those lanes added by halves, then the features left over
 # one by one. So a distance has the same bits in any block, on any row or task layout.
@@ -262,32 +285,6 @@ def _accumulate(typingctx: Any, sums: Any, X: Any, row: Any, first: Any, last: A
     return types.none(sums, X, types.intp, types.intp, types.intp, types.float64), _accumulate_codegen
 
 
-def _prefetch_codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
-    X_type = signature.args[0]
-    X = context.make_array(X_type)(context, builder, args[0])
-    row, n_features = args[1], args[2]
-    index_type = n_features.type
-    itemsize = context.get_abi_sizeof(context.get_value_type(X_type.dtype))
-    byte = ir.IntType(8).as_pointer()
-    i32 = ir.IntType(32)
-    prefetch = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [byte, i32, i32, i32]), "llvm.prefetch.p0")
-    start = builder.gep(X.data, [builder.mul(row, builder.extract_value(X.shape, 1))])
-    per_line = ir.Constant(index_type, 64 // itemsize)
-    n_lines = builder.udiv(builder.add(n_features, ir.Constant(index_type, 64 // itemsize - 1)), per_line)
-    with cgutils.for_range(builder, n_lines) as loop:
-        address = builder.bitcast(builder.gep(start, [builder.mul(loop.index, per_line)]), byte)
-        builder.call(prefetch, [address, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
-    return context.get_dummy_value()
-
-
-@intrinsic
-def _prefetch_row(typingctx: Any, X: Any, row: Any, n_features: Any) -> Any:
-    """Ask the cache for the first ``n_features`` values of row ``row`` of a C-contiguous 2-d array."""
-    if not (isinstance(X, types.Array) and X.ndim == 2 and X.layout == "C"):
-        return None
-    return types.none(X, types.intp, types.intp), _prefetch_codegen
-
-
 # ---------------------------------------------------------------- compiled loops
 
 
@@ -299,22 +296,24 @@ def _centers_in_groups(X, row, centers, distances):
     while j < n_clusters:
         group = min(BLOCK_CENTERS, n_clusters - j)
         if group == 4:
-            _block_1x4(X, row, centers, j, n_features, distances)
+            _block_1x4(X, row, centers, j, n_features, distances, -1)
         elif group == 3:
-            _block_1x3(X, row, centers, j, n_features, distances)
+            _block_1x3(X, row, centers, j, n_features, distances, -1)
         elif group == 2:
-            _block_1x2(X, row, centers, j, n_features, distances)
+            _block_1x2(X, row, centers, j, n_features, distances, -1)
         else:
-            _block_1x1(X, row, centers, j, n_features, distances)
+            _block_1x1(X, row, centers, j, n_features, distances, -1)
         j += group
 
 
 @njit(fastmath=False, cache=True, nogil=True)
-def _block_distances(X, first_row, n_block_rows, centers, distances, one_row):
+def _block_distances(X, first_row, n_block_rows, centers, distances, one_row, prefetch_row):
     """``distances[r, j]``: squared distance of row ``first_row + r`` (``r < n_block_rows``) to center ``j``.
 
-    A whole block of :data:`BLOCK_ROWS` rows is computed together; the rows
-    of a shorter last block one by one (through ``one_row``, ``(1, k)``).
+    A whole block of :data:`BLOCK_ROWS` rows is computed together, and its
+    first group of centers requests rows ``prefetch_row`` on from memory
+    (none when negative); the rows of a shorter last block one by one
+    (through ``one_row``, ``(1, k)``).
     """
     n_clusters, n_features = centers.shape
     if n_block_rows < BLOCK_ROWS:
@@ -327,14 +326,20 @@ def _block_distances(X, first_row, n_block_rows, centers, distances, one_row):
     while j < n_clusters:
         group = min(BLOCK_CENTERS, n_clusters - j)
         if group == 4:
-            _block_4x4(X, first_row, centers, j, n_features, distances)
+            _block_4x4(X, first_row, centers, j, n_features, distances, prefetch_row if j == 0 else -1)
         elif group == 3:
-            _block_4x3(X, first_row, centers, j, n_features, distances)
+            _block_4x3(X, first_row, centers, j, n_features, distances, prefetch_row if j == 0 else -1)
         elif group == 2:
-            _block_4x2(X, first_row, centers, j, n_features, distances)
+            _block_4x2(X, first_row, centers, j, n_features, distances, prefetch_row if j == 0 else -1)
         else:
-            _block_4x1(X, first_row, centers, j, n_features, distances)
+            _block_4x1(X, first_row, centers, j, n_features, distances, prefetch_row if j == 0 else -1)
         j += group
+
+
+@njit(fastmath=False, cache=True, nogil=True)
+def _ahead(first, n_rows):
+    """First of the rows to request while a block starting at ``first`` is computed (-1: none left)."""
+    return first + PREFETCH_ROWS if first + PREFETCH_ROWS + BLOCK_ROWS <= n_rows else -1
 
 
 @njit(fastmath=False, cache=True, nogil=True)
@@ -370,9 +375,7 @@ def _lloyd_rows(X, weights, centers, start, stop, previous, labels, part):
         block_stop = min(block_start + SUM_ROWS, stop)
         for first in range(block_start, block_stop, BLOCK_ROWS):
             n_block_rows = min(BLOCK_ROWS, block_stop - first)
-            for ahead in range(first + PREFETCH_ROWS, min(first + PREFETCH_ROWS + n_block_rows, X.shape[0])):
-                _prefetch_row(X, ahead, n_features)
-            _block_distances(X, first, n_block_rows, centers, distances, one_row)
+            _block_distances(X, first, n_block_rows, centers, distances, one_row, _ahead(first, X.shape[0]))
             for r in range(n_block_rows):
                 i = first + r
                 best = _nearest(distances, r)
@@ -392,14 +395,11 @@ def _lloyd_rows(X, weights, centers, start, stop, previous, labels, part):
 @njit(fastmath=False, cache=True, nogil=True)
 def _assign_rows(X, centers, start, stop, labels, min_dist):
     """Nearest center of rows ``start:stop`` and the exact ``||x - c||^2`` to it (in the data's dtype)."""
-    n_features = centers.shape[1]
     distances = np.empty((BLOCK_ROWS, centers.shape[0]), dtype=X.dtype)
     one_row = np.empty((1, centers.shape[0]), dtype=X.dtype)
     for first in range(start, stop, BLOCK_ROWS):
         n_block_rows = min(BLOCK_ROWS, stop - first)
-        for ahead in range(first + PREFETCH_ROWS, min(first + PREFETCH_ROWS + n_block_rows, X.shape[0])):
-            _prefetch_row(X, ahead, n_features)
-        _block_distances(X, first, n_block_rows, centers, distances, one_row)
+        _block_distances(X, first, n_block_rows, centers, distances, one_row, _ahead(first, X.shape[0]))
         for r in range(n_block_rows):
             best = _nearest(distances, r)
             labels[first + r] = best

@@ -10,6 +10,9 @@ counts and out-of-memory splits (same bits), and through a whole fit.
 
 from __future__ import annotations
 
+import platform
+import re
+
 import array_api_compat.numpy as xp_numpy
 import numpy as np
 import pytest
@@ -278,3 +281,27 @@ def test_a_fit_runs_these_kernels_and_predict_matches_labels(monkeypatch, dtype)
     reference = KMeans(8, n_init=1, max_iter=5, tol=0.0, random_state=0).fit(X)
     np.testing.assert_array_equal(model.labels_, reference.labels_)
     np.testing.assert_allclose(model.cluster_centers_, reference.cluster_centers_, rtol=1e-5, atol=1e-5)
+
+
+def test_distances_and_sums_are_packed_fused_multiply_adds():
+    # A fresh compilation (numba does not disassemble cached code): on an x86
+    # CPU with AVX2 and FMA the lanes are vector registers, 16 float32
+    # distances' lanes and 8 float64 sums per instruction or pair of them.
+    from llvmlite import binding
+
+    features = binding.get_host_cpu_features()
+    if platform.machine() not in ("x86_64", "AMD64") or not (features.get("avx2") and features.get("fma")):
+        pytest.skip("the instructions checked are x86's AVX2 and FMA")
+    X = np.zeros((8, skinny.MIN_FEATURES + 1), dtype=np.float32)
+    centers = np.zeros((5, skinny.MIN_FEATURES), dtype=np.float32)
+    distances = numba.njit(fastmath=False, nogil=True)(skinny._centers_in_groups.py_func)
+    distances(X, 0, centers, np.empty((1, 5), dtype=np.float32))
+    assert re.search(r"vfmadd\w*ps\s[^\n]*%[yz]mm", distances.inspect_asm(distances.signatures[0]))
+    accumulate = skinny._accumulate
+
+    @numba.njit(fastmath=False, nogil=True)
+    def add_row(sums, X):
+        accumulate(sums, X, 0, 0, X.shape[1], 2.0)
+
+    add_row(np.zeros(X.shape[1]), X)
+    assert re.search(r"vfmadd\w*pd\s[^\n]*%[yz]mm", add_row.inspect_asm(add_row.signatures[0]))

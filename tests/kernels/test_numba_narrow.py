@@ -36,8 +36,8 @@ SHAPES = [
     pytest.param(50, 3, 1, id="k1"),
     pytest.param(7, 4, 4, id="n-lt-2k"),
     pytest.param(300, 1, 5, id="d1"),
-    pytest.param(3 * narrow.MAX_TILE_ROWS + 7, 8, 8, id="d8-k8-several-tiles"),
-    pytest.param(narrow.MAX_TILE_ROWS + 1, narrow.MAX_FEATURES, narrow.MAX_CLUSTERS, id="largest"),
+    pytest.param(30 * narrow.TILE_ROWS + 7, 8, 8, id="d8-k8-several-tiles"),
+    pytest.param(8 * narrow.TILE_ROWS + 1, narrow.MAX_FEATURES, narrow.MAX_CLUSTERS, id="largest"),
 ]
 
 
@@ -105,7 +105,7 @@ def test_ties_go_to_the_lowest_index(dtype):
 @pytest.mark.parametrize("metric", [SQEUCLIDEAN, Metric("euclidean", 2.0)], ids=str)
 def test_matches_the_reference_on_blobs(dtype, metric):
     # Rows far from any near-tie: the labels of exact distances and of GEMM scores agree.
-    X, centers = blobs(2 * narrow.MAX_TILE_ROWS + 13, 8, 8, np.dtype(dtype).name, seed=2)
+    X, centers = blobs(16 * narrow.TILE_ROWS + 13, 8, 8, np.dtype(dtype).name, seed=2)
     weights = weights_for(X.shape[0], "random").astype(dtype)
     rows = homogeneous(X, xp=xp_numpy)
     previous = np.arange(X.shape[0]) % 8
@@ -148,7 +148,7 @@ def test_other_metrics_are_the_numba_kernels():
 
 def test_same_bits_whatever_threads(monkeypatch):
     rng = np.random.default_rng(7)
-    X = homogeneous(rng.normal(size=(9 * narrow.MAX_TILE_ROWS + 3, 8)).astype(np.float32), xp=xp_numpy)
+    X = homogeneous(rng.normal(size=(72 * narrow.TILE_ROWS + 3, 8)).astype(np.float32), xp=xp_numpy)
     weights = rng.uniform(0.5, 1.5, X.shape[0]).astype(np.float32)
     centers = X[:8, :-1].copy()
     pooled = narrow.lloyd_step_narrow(X, weights, centers, xp=xp_numpy, rows_per_block=1000)

@@ -40,8 +40,8 @@ What a fit does, pass by pass (``k`` clusters):
    last iteration's).
 
 With a ``dask.distributed`` client, the working copy is persisted on the
-workers for the duration of the fit (about the size of ``X``), about the same
-rows per worker thread (:mod:`kgpu._dask_placement`), so the passes read
+workers for the duration of the fit (about the size of ``X``; balanced across
+the worker threads when ``X`` is persisted, :mod:`kgpu._dask_placement`), so the passes read
 worker memory rather than recomputing the input graph; a worker that dies has
 its chunks recomputed by Dask from the input's graph and the fit goes on.
 With Dask's local threads nothing is persisted: every pass recomputes its

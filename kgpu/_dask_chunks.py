@@ -202,8 +202,9 @@ class DaskRows:
         With ``persist``, the working copy is kept in the workers' memory for
         every pass to come (as an in-memory fit keeps its copy); otherwise
         each pass makes it again from the input's chunks. On a
-        ``dask.distributed`` cluster each chunk (and its weights) is computed
-        on the worker :meth:`_balanced_placement` chooses.
+        ``dask.distributed`` cluster the chunks of a persisted input (and
+        their weights) are copied on the workers :meth:`_balanced_placement`
+        chooses.
         """
         import dask
 
@@ -225,11 +226,14 @@ class DaskRows:
             design, weights, context._replace(homogeneous=True), persist=persist, optimize_graph=placement is None
         )
 
-    def _balanced_placement(self, client: Any) -> list[str]:
+    def _balanced_placement(self, client: Any) -> list[str] | None:
         """A worker for every row chunk, balanced (:func:`kgpu._dask_placement.balanced_placement`).
 
-        Chunks of an input already in the workers' memory stay where they are
-        when that keeps the balance.
+        Only for an input already in the workers' memory (persisted): its
+        chunks stay where they are when that keeps the balance. ``None`` for
+        a lazy input: each of its chunks is then read and copied in one task
+        (the graph is optimised) wherever the scheduler runs it, rather than
+        read on one worker and sent to another.
         """
         from distributed import futures_of
 
@@ -238,7 +242,9 @@ class DaskRows:
         by_key = {future.key: future for future in futures_of(self.X)}
         blocks = self.X.to_delayed()[:, 0]
         present = [by_key[block.key] for block in blocks if block.key in by_key]
-        located = client.who_has(present) if present else {}
+        if not present:
+            return None
+        located = client.who_has(present)
         holders = [located.get(block.key, ()) for block in blocks]
         return balanced_placement(holders, list(self.X.chunks[0]), client.nthreads())
 

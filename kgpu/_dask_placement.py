@@ -4,10 +4,11 @@ A Lloyd pass on a cluster is one task per worker thread, run on the worker
 that holds its chunks (:mod:`kgpu._dask_lloyd`): no chunk moves, and the
 scheduler and the client handle a few tasks per iteration instead of one per
 chunk. The pass then takes as long as its busiest worker, so the working
-copy is persisted balanced: about the same number of rows per worker thread
-(:func:`balanced_placement`), each chunk kept where its input already is
-whenever that keeps the balance, so that few chunks cross the network, and
-only once per fit. :func:`chunk_groups` turns the chunks' locations into
+copy of an input persisted on the workers is persisted balanced: about the
+same number of rows per worker thread (:func:`balanced_placement`), each
+chunk kept where its input already is whenever that keeps the balance, so
+that few chunks cross the network, and only once per fit. (A lazy input's
+chunks are read and copied wherever the scheduler runs them.) :func:`chunk_groups` turns the chunks' locations into
 the tasks of a pass.
 
 Both are pure functions of the locations, the chunk sizes and the workers'

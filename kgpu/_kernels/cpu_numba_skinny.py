@@ -38,11 +38,11 @@ When it runs (:data:`MIN_FEATURES`, :data:`MAX_CENTERS`,
 cores against the BLAS tile of :mod:`kgpu._kernels.cpu_numba`, interleaved
 (``bench/skinny_kernel.py``, ``bench/results/skinny-kernel-2core-2026-11-30.md``):
 the fused pass costs ``k * d`` multiply-adds per row at a fixed rate, while
-the BLAS tile gets faster per multiply-add as ``k`` grows. In three runs
-under load, a Lloyd step took 0.46-0.55 of the tile's time at
+the BLAS tile gets faster per multiply-add as ``k`` grows. In four runs
+(three under load), a Lloyd step took 0.46-0.55 of the tile's time at
 ``60,000 x 784``, ``k = 10`` (the assignment 0.25-0.44), 0.59-0.67 at
 ``100,000 x 256``, ``k = 8``, 0.53-0.90 at ``50,000 x 1024``, ``k = 16``,
-0.79-1.00 from 256 features with 32 centers; at 128 features 0.70-1.03 with
+0.79-1.00 from 256 features with 32 centers; at 128 features 0.70-1.06 with
 8 to 16 centers but 1.07-1.28 with 32; at 64 features 1.03-1.98. The
 assignment alone took 0.25-0.77 of the tile's time wherever the guard takes
 the shape. Hence the two bounds (128 features and 16 centers, or 256

@@ -27,8 +27,10 @@ $(VENV)/.kgpu-test-installed: pyproject.toml | $(PY)
 demo: $(VENV)/.kgpu-installed
 	$(PY) -m kgpu demo
 
+# One pytest worker per core: most of the suite's time is single-threaded
+# (subprocesses, the first compilation of each numba kernel into its cache).
 test: $(VENV)/.kgpu-test-installed
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto
 
 bench: $(VENV)/.kgpu-test-installed
 	$(PY) bench/compare.py

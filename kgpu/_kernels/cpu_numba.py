@@ -45,6 +45,7 @@ import bisect
 from typing import Any
 
 import array_api_compat.numpy as _NUMPY
+from array_api_compat import is_torch_array
 import numpy as np
 import scipy.linalg.cython_blas  # noqa: F401  (the BLAS numba's np.dot calls: loaded now, so the pool can limit it)
 from numba import njit
@@ -787,87 +788,75 @@ def _tensor(array: Any) -> Any:
     return None if array is None else torch.from_numpy(np.asarray(array))
 
 
-def _host_tensors(*arrays: Any) -> bool:
-    return all(array is None or _is_host_tensor(array) for array in arrays)
+def _viewed(value: Any) -> Any:
+    """The NumPy view of a torch tensor; anything else as it is."""
+    return _view(value) if is_torch_array(value) else value
 
 
-def _lloyd_step_torch_applies(X: Any, sample_weight: Any, centers: Any, **kwargs: Any) -> bool:
-    previous = kwargs.get("previous_labels")
-    return _host_tensors(X, sample_weight, centers, previous) and _lloyd_step_applies(
-        _view(X), _view(sample_weight), _view(centers)
-    )
+def _as_tensors(result: Any) -> Any:
+    """A kernel's arrays (or named tuple of them) as tensors viewing the same memory; None stays None."""
+    if isinstance(result, tuple):
+        return type(result)(*(_tensor(part) for part in result))
+    return _tensor(result)
 
 
-def lloyd_step_torch(
-    X: Any,
-    sample_weight: Any,
-    centers: Any,
-    *,
-    xp: Any,
-    rows_per_block: int,
-    previous_labels: Any = None,
-    in_place: bool = False,
-) -> Accumulation:
-    """:func:`lloyd_step_numba` on the NumPy views of host tensors; tensors back."""
-    step = lloyd_step_numba(
-        _view(X), _view(sample_weight), _view(centers), xp=_NUMPY, rows_per_block=rows_per_block,
-        previous_labels=_view(previous_labels), in_place=in_place,
-    )
-    return Accumulation(*(_tensor(part) for part in step))
+def on_tensor_views(kernel: Any) -> Any:
+    """``kernel``, a NumPy kernel, for host tensors: run on their NumPy views, its results back as tensors."""
+
+    def adapted(*args: Any, xp: Any, **kwargs: Any) -> Any:
+        viewed = {key: _viewed(value) for key, value in kwargs.items()}
+        return _as_tensors(kernel(*map(_viewed, args), xp=_NUMPY, **viewed))
+
+    adapted.__name__ = adapted.__qualname__ = f"{kernel.__name__}_torch"
+    # The kernel table ranks implementations by their module.
+    adapted.__module__ = kernel.__module__
+    adapted.__doc__ = f":func:`{kernel.__name__}` on the NumPy views of host tensors; tensors back."
+    return adapted
 
 
-def _assign_torch_applies(X: Any, centers: Any, **kwargs: Any) -> bool:
-    return _host_tensors(X, centers) and _assign_applies(_view(X), _view(centers), **kwargs)
+def guard_on_tensor_views(applies: Any) -> Any:
+    """``applies``, a NumPy kernel's guard, for tensors: every tensor in host memory, and the guard on their views."""
+
+    def adapted(*args: Any, **kwargs: Any) -> bool:
+        if not all(_is_host_tensor(value) for value in (*args, *kwargs.values()) if is_torch_array(value)):
+            return False
+        return applies(*map(_viewed, args), **{key: _viewed(value) for key, value in kwargs.items()})
+
+    return adapted
 
 
-def assign_torch(X: Any, centers: Any, *, xp: Any, metric: Metric = SQEUCLIDEAN, **kwargs: Any) -> Assignment:
-    """:func:`assign_numba` on the NumPy views of host tensors; tensors back."""
-    result = assign_numba(_view(X), _view(centers), xp=_NUMPY, metric=metric, **kwargs)
-    return Assignment(_tensor(result.labels), _tensor(result.min_dist))
-
-
-def _segment_median_torch_applies(values: Any, labels: Any, n_segments: int, weights: Any = None, **_: Any) -> bool:
-    return _host_tensors(values, labels, weights) and _segment_median_applies(
-        _view(values), _view(labels), n_segments, _view(weights)
-    )
-
-
-def segment_median_torch(
-    values: Any, labels: Any, n_segments: int, weights: Any = None, *, xp: Any, budget_mib: float | None = None
-) -> Any:
-    """:func:`segment_median_numba` on the NumPy views of host tensors; a tensor back."""
-    medians = segment_median_numba(_view(values), _view(labels), n_segments, _view(weights), xp=_NUMPY, budget_mib=budget_mib)
-    return _tensor(medians)
-
-
-def _torch_self_check(operation: str) -> Any:
+def _torch_self_check(numpy_check: Any) -> Any:
     """Self-check of a torch adapter: the NumPy kernel's own check (the adapter only views memory)."""
-    numpy_check = {
-        "lloyd_step": _lloyd_step_self_check,
-        "assign": _assign_self_check,
-        "segment_median": _segment_median_self_check,
-    }[operation]
 
     def check(xp: Any, device: Any) -> bool:
         import torch
 
         X = torch.arange(12.0, dtype=torch.float64).reshape(6, 2)
-        viewed = _view(X)
-        viewed[0, 0] = -1.0  # the view must share the tensor's memory
+        _view(X)[0, 0] = -1.0  # the view must share the tensor's memory
         return bool(X[0, 0] == -1.0) and numpy_check(_NUMPY, "cpu")
 
     return check
 
 
-# Registered whether or not torch is installed: the "torch" backend is only
-# looked up for torch arrays, and the adapters import torch when they run.
-register("lloyd_step", "torch", name="numba", self_check=_torch_self_check("lloyd_step"), applies=_lloyd_step_torch_applies)(
-    lloyd_step_torch
+def register_for_host_tensors(operation: str, name: str, kernel: Any, applies: Any, numpy_self_check: Any) -> Any:
+    """Register the NumPy ``kernel`` for torch CPU tensors, on their views (:func:`on_tensor_views`); the adapter back.
+
+    Registered whether or not torch is installed: the ``"torch"`` backend is
+    only looked up for torch arrays, and nothing here imports torch before
+    one is seen.
+    """
+    adapted = on_tensor_views(kernel)
+    register(
+        operation, "torch", name=name, self_check=_torch_self_check(numpy_self_check),
+        applies=guard_on_tensor_views(applies),
+    )(adapted)
+    return adapted
+
+
+lloyd_step_torch = register_for_host_tensors(
+    "lloyd_step", "numba", lloyd_step_numba, _lloyd_step_applies, _lloyd_step_self_check
 )
-register("assign", "torch", name="numba", self_check=_torch_self_check("assign"), applies=_assign_torch_applies)(
-    assign_torch
+assign_torch = register_for_host_tensors("assign", "numba", assign_numba, _assign_applies, _assign_self_check)
+segment_median_torch = register_for_host_tensors(
+    "segment_median", "numba", segment_median_numba, _segment_median_applies, _segment_median_self_check
 )
-register(
-    "segment_median", "torch", name="numba", self_check=_torch_self_check("segment_median"),
-    applies=_segment_median_torch_applies,
-)(segment_median_torch)

@@ -73,10 +73,8 @@ from .._assign import Accumulation, Assignment, SQEUCLIDEAN, assign_and_accumula
 from .._blocks import map_blocks
 from .._distances import Metric, homogeneous
 from .cpu_numba import (
-    _host_tensors,
     _is_float_matrix,
-    _tensor,
-    _view,
+    register_for_host_tensors,
     task_rounds,
     tile_rows,
     tile_span,
@@ -602,63 +600,7 @@ register("assign", "numpy", name="numba-skinny", self_check=_assign_self_check, 
 # Zero-copy NumPy views of host tensors, as in :mod:`kgpu._kernels.cpu_numba`.
 
 
-def _lloyd_step_torch_applies(X: Any, sample_weight: Any = None, centers: Any = None, **kwargs: Any) -> bool:
-    if centers is None:
-        return _host_tensors(X) and _may_apply(_view(X))
-    previous = kwargs.get("previous_labels")
-    return _host_tensors(X, sample_weight, centers, previous) and _lloyd_step_applies(
-        _view(X), _view(sample_weight), _view(centers)
-    )
-
-
-def lloyd_step_skinny_torch(
-    X: Any,
-    sample_weight: Any,
-    centers: Any,
-    *,
-    xp: Any,
-    rows_per_block: int,
-    previous_labels: Any = None,
-    in_place: bool = False,
-) -> Accumulation:
-    """:func:`lloyd_step_skinny` on the NumPy views of host tensors; tensors back."""
-    step = lloyd_step_skinny(
-        _view(X), _view(sample_weight), _view(centers), xp=_NUMPY, rows_per_block=rows_per_block,
-        previous_labels=_view(previous_labels), in_place=in_place,
-    )
-    return Accumulation(*(_tensor(part) for part in step))
-
-
-def _assign_torch_applies(X: Any, centers: Any = None, **kwargs: Any) -> bool:
-    if centers is None:
-        return _host_tensors(X) and _may_apply(_view(X))
-    return _host_tensors(X, centers) and _assign_applies(_view(X), _view(centers), **kwargs)
-
-
-def assign_skinny_torch(X: Any, centers: Any, *, xp: Any, metric: Metric = SQEUCLIDEAN, **kwargs: Any) -> Assignment:
-    """:func:`assign_skinny` on the NumPy views of host tensors; tensors back."""
-    result = assign_skinny(_view(X), _view(centers), xp=_NUMPY, metric=metric, **kwargs)
-    return Assignment(_tensor(result.labels), _tensor(result.min_dist))
-
-
-def _torch_self_check(numpy_check: Any) -> Any:
-    """Self-check of a torch adapter: the NumPy kernel's own check (the adapter only views memory)."""
-
-    def check(xp: Any, device: Any) -> bool:
-        import torch
-
-        X = torch.arange(12.0, dtype=torch.float64).reshape(6, 2)
-        _view(X)[0, 0] = -1.0  # the view must share the tensor's memory
-        return bool(X[0, 0] == -1.0) and numpy_check(_NUMPY, "cpu")
-
-    return check
-
-
-register(
-    "lloyd_step", "torch", name="numba-skinny", self_check=_torch_self_check(_lloyd_step_self_check),
-    applies=_lloyd_step_torch_applies,
-)(lloyd_step_skinny_torch)
-register(
-    "assign", "torch", name="numba-skinny", self_check=_torch_self_check(_assign_self_check),
-    applies=_assign_torch_applies,
-)(assign_skinny_torch)
+lloyd_step_skinny_torch = register_for_host_tensors(
+    "lloyd_step", "numba-skinny", lloyd_step_skinny, _lloyd_step_applies, _lloyd_step_self_check
+)
+assign_skinny_torch = register_for_host_tensors("assign", "numba-skinny", assign_skinny, _assign_applies, _assign_self_check)

@@ -79,6 +79,40 @@ _FLOATS = (np.float32, np.float64)
 POOLED_MEDIAN_VALUES = 1 << 22
 
 
+def step_result(labels: np.ndarray, totals: np.ndarray, n_changed: int, previous_labels: Any) -> Accumulation:
+    """A Lloyd step's :class:`Accumulation` from the labels and the ``(k, d + 1)`` float64 totals (sums, then weights).
+
+    As the reference: the changed count is a 0-d int64 array, or None without previous labels.
+    """
+    n_features = totals.shape[1] - 1
+    changed = None if previous_labels is None else np.asarray(n_changed, dtype=np.int64)
+    return Accumulation(labels, totals[:, :n_features].copy(), totals[:, n_features].copy(), changed)
+
+
+def step_agrees(step: Any, rows: np.ndarray, weights: np.ndarray, centers: np.ndarray, previous: np.ndarray) -> bool:
+    """Whether the Lloyd step ``step`` gives the reference's labels, changed count, sums and weights (a self-check)."""
+    got = step(rows, weights, centers, xp=_NUMPY, rows_per_block=500, previous_labels=previous)
+    want = assign_and_accumulate_reference(rows, weights, centers, xp=_NUMPY, rows_per_block=500, previous_labels=previous)
+    tolerance = 1e-10 if rows.dtype == np.float64 else 1e-4
+    return bool(
+        np.array_equal(got.labels, want.labels)
+        and int(got.n_changed) == int(want.n_changed)
+        and np.allclose(got.sums, want.sums, rtol=tolerance, atol=tolerance)
+        and np.allclose(got.weights, want.weights, rtol=tolerance, atol=tolerance)
+    )
+
+
+def assign_agrees(assign: Any, X: np.ndarray, centers: np.ndarray, metric: Metric) -> bool:
+    """Whether the assignment ``assign`` gives the reference's labels and distances (a self-check)."""
+    got = assign(X, centers, xp=_NUMPY, metric=metric)
+    want = assign_reference(X, centers, xp=_NUMPY, metric=metric)
+    tolerance = 1e-4 if X.dtype == np.float32 else 1e-10
+    return bool(
+        np.array_equal(got.labels, want.labels)
+        and np.allclose(got.min_dist, want.min_dist, rtol=tolerance, atol=tolerance)
+    )
+
+
 # ---------------------------------------------------------------- compiled loops
 
 
@@ -408,9 +442,7 @@ def lloyd_step_numba(
         # Task order, whichever thread computed each task.
         for part in partials:
             totals += part
-    # As the reference: a 0-d int64 array, or None without previous labels.
-    changed = None if previous_labels is None else np.asarray(n_changed, dtype=np.int64)
-    return Accumulation(labels, totals[:, :n_features].copy(), totals[:, n_features].copy(), changed)
+    return step_result(labels, totals, n_changed, previous_labels)
 
 
 def _lloyd_step_self_check(xp: Any, device: Any) -> bool:
@@ -422,14 +454,7 @@ def _lloyd_step_self_check(xp: Any, device: Any) -> bool:
         centers = X[:n_clusters].copy()
         previous = rng.integers(0, n_clusters, X.shape[0])
         for rows in (X, homogeneous(X, xp=xp)):
-            got = lloyd_step_numba(rows, weights, centers, xp=xp, rows_per_block=500, previous_labels=previous)
-            want = assign_and_accumulate_reference(
-                rows, weights, centers, xp=xp, rows_per_block=500, previous_labels=previous
-            )
-            ok = ok and np.array_equal(got.labels, want.labels) and int(got.n_changed) == int(want.n_changed)
-            tolerance = 1e-10 if dtype == np.float64 else 1e-4
-            ok = ok and np.allclose(got.sums, want.sums, rtol=tolerance, atol=tolerance)
-            ok = ok and np.allclose(got.weights, want.weights, rtol=tolerance, atol=tolerance)
+            ok = ok and step_agrees(lloyd_step_numba, rows, weights, centers, previous)
     return bool(ok)
 
 
@@ -513,11 +538,7 @@ def _assign_self_check(xp: Any, device: Any) -> bool:
         centers = X[:4].copy()
         metrics = (SQEUCLIDEAN, Metric("euclidean", 2.0), Metric("manhattan", 1.0), Metric("minkowski", 3.0))
         for metric in metrics:
-            got = assign_numba(X, centers, xp=xp, metric=metric)
-            want = assign_reference(X, centers, xp=xp, metric=metric)
-            ok = ok and np.array_equal(got.labels, want.labels)
-            tolerance = 1e-4 if dtype == np.float32 else 1e-10
-            ok = ok and np.allclose(got.min_dist, want.min_dist, rtol=tolerance, atol=tolerance)
+            ok = ok and assign_agrees(assign_numba, X, centers, metric)
     return bool(ok)
 
 

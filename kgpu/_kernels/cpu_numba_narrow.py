@@ -57,11 +57,11 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .._assign import Accumulation, Assignment, SQEUCLIDEAN, assign_and_accumulate_reference, assign_reference
+from .._assign import Accumulation, Assignment, SQEUCLIDEAN
 from .._blocks import map_blocks
 from .._distances import Metric, homogeneous
 from . import cpu_numba
-from .cpu_numba import register_for_host_tensors, task_rounds, tile_span, tile_tasks
+from .cpu_numba import assign_agrees, register_for_host_tensors, step_agrees, step_result, task_rounds, tile_span, tile_tasks
 from .dispatch import register
 
 #: Largest number of features (``d``) and of centers (``k``) the guard accepts (the measured crossover).
@@ -318,9 +318,7 @@ def lloyd_step_narrow(
         # Task order, whichever thread computed each task.
         for part in partials:
             totals += part
-    # As the reference: a 0-d int64 array, or None without previous labels.
-    changed = None if previous_labels is None else np.asarray(n_changed, dtype=np.int64)
-    return Accumulation(labels, totals[:, :n_features].copy(), totals[:, n_features].copy(), changed)
+    return step_result(labels, totals, n_changed, previous_labels)
 
 
 def _lloyd_step_self_check(xp: Any, device: Any) -> bool:
@@ -334,14 +332,7 @@ def _lloyd_step_self_check(xp: Any, device: Any) -> bool:
         centers = true_centers.astype(dtype)
         previous = rng.integers(0, n_clusters, X.shape[0])
         for rows in (X, homogeneous(X, xp=xp)):
-            got = lloyd_step_narrow(rows, weights, centers, xp=xp, rows_per_block=500, previous_labels=previous)
-            want = assign_and_accumulate_reference(
-                rows, weights, centers, xp=xp, rows_per_block=500, previous_labels=previous
-            )
-            ok = ok and np.array_equal(got.labels, want.labels) and int(got.n_changed) == int(want.n_changed)
-            tolerance = 1e-10 if dtype == np.float64 else 1e-4
-            ok = ok and np.allclose(got.sums, want.sums, rtol=tolerance, atol=tolerance)
-            ok = ok and np.allclose(got.weights, want.weights, rtol=tolerance, atol=tolerance)
+            ok = ok and step_agrees(lloyd_step_narrow, rows, weights, centers, previous)
     return bool(ok)
 
 
@@ -415,11 +406,7 @@ def _assign_self_check(xp: Any, device: Any) -> bool:
         X = rng.standard_normal((8 * TILE_ROWS + 11, 5)).astype(dtype)
         centers = X[:4].copy()
         for metric in (SQEUCLIDEAN, Metric("euclidean", 2.0)):
-            got = assign_narrow(X, centers, xp=xp, metric=metric)
-            want = assign_reference(X, centers, xp=xp, metric=metric)
-            ok = ok and np.array_equal(got.labels, want.labels)
-            tolerance = 1e-4 if dtype == np.float32 else 1e-10
-            ok = ok and np.allclose(got.min_dist, want.min_dist, rtol=tolerance, atol=tolerance)
+            ok = ok and assign_agrees(assign_narrow, X, centers, metric)
     return bool(ok)
 
 

@@ -352,6 +352,69 @@ def tile_span(first_tile: int, last_tile: int, rows_per_tile: int, n_rows: int) 
     return first_tile * rows_per_tile, min(last_tile * rows_per_tile, n_rows)
 
 
+def accumulate_tasks(
+    rows_kernel: Any, n_rows: int, n_clusters: int, n_features: int, rows_per_tile: int, previous_labels: Any,
+    in_place: bool,
+) -> Accumulation:
+    """The Lloyd step of a compiled row loop: labels, changed count and float64 sums, task by task.
+
+    ``rows_kernel(start, stop, previous, labels, overwrite, part)`` runs the
+    loop over rows ``start:stop``: it writes their labels, adds their
+    weighted sums and weights into ``part`` ``(k, d + 1)``, and returns how
+    many labels differ from ``previous`` (empty: none to compare;
+    ``overwrite``: ``labels`` is ``previous``). Tasks and rounds depend on the
+    shape only (:func:`task_rounds`) and every task adds into its own
+    partials, added in task order, so the result is the same bits on any
+    number of threads. A task the pool splits after running out of memory
+    hands its pieces (tile boundaries, row order, one thread) the same
+    partials, so it sums as the whole task.
+    """
+    if previous_labels is None:
+        previous = np.empty(0, dtype=np.int64)
+    else:
+        previous = np.ascontiguousarray(previous_labels, dtype=np.int64)
+    overwrite = in_place and previous is previous_labels and previous.flags.writeable
+    labels = previous if overwrite else np.empty(n_rows, dtype=np.int64)
+    totals = np.zeros((n_clusters, n_features + 1), dtype=np.float64)
+    n_changed = 0
+    for tasks in task_rounds(n_rows, rows_per_tile, n_clusters * (n_features + 1)):
+        partials = np.zeros((len(tasks), n_clusters, n_features + 1), dtype=np.float64)
+        tiled = tile_tasks(tasks, rows_per_tile)
+        first_tiles = [first for first, _ in tiled]
+
+        def one_task(first_tile: int, last_tile: int) -> int:
+            slot = bisect.bisect_right(first_tiles, first_tile) - 1
+            start, stop = tile_span(first_tile, last_tile, rows_per_tile, n_rows)
+            return rows_kernel(start, stop, previous, labels, overwrite, partials[slot])
+
+        n_changed += sum(map_blocks(one_task, tiled, np))
+        # Task order, whichever thread computed each task.
+        for part in partials:
+            totals += part
+    return step_result(labels, totals, n_changed, previous_labels)
+
+
+def run_row_tasks(rows_kernel: Any, n_rows: int, rows_per_tile: int) -> None:
+    """Run ``rows_kernel(start, stop)`` over all rows on the thread pool, in tasks fixed by the shape (:func:`task_rounds`)."""
+    tasks = tile_tasks([task for tasks in task_rounds(n_rows, rows_per_tile, 0) for task in tasks], rows_per_tile)
+
+    def one_task(first_tile: int, last_tile: int) -> None:
+        rows_kernel(*tile_span(first_tile, last_tile, rows_per_tile, n_rows))
+
+    map_blocks(one_task, tasks, np)
+
+
+def take_euclidean_root(min_dist: np.ndarray, metric: Metric, dtype: Any) -> None:
+    """For ``metric="euclidean"``, the root of squared distances ``min_dist``, in place, taken in the data's ``dtype``."""
+    if metric.name != "euclidean":
+        return
+    if min_dist.dtype == dtype:
+        np.sqrt(min_dist, out=min_dist)
+    else:
+        # The root in the data's dtype, as without float64_distances.
+        min_dist[:] = np.sqrt(min_dist.astype(dtype))
+
+
 def _operand_t(centers: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The ``(k, w)`` GEMM operand for rows ``X`` of width ``w``, and the norms added to its scores.
 
@@ -412,37 +475,14 @@ def lloyd_step_numba(
     n_clusters, n_features = centers.shape
     operand_t, center_norms = _operand_t(centers, X)
     weights = np.ascontiguousarray(sample_weight)
-    if previous_labels is None:
-        previous = np.empty(0, dtype=np.int64)
-    else:
-        previous = np.ascontiguousarray(previous_labels, dtype=np.int64)
-    overwrite = in_place and previous is previous_labels and previous.flags.writeable
-    labels = previous if overwrite else np.empty(n_rows, dtype=np.int64)
-    totals = np.zeros((n_clusters, n_features + 1), dtype=np.float64)
-    n_changed = 0
     rows_per_tile = tile_rows(n_clusters, n_features, X.dtype.itemsize)
-    for tasks in task_rounds(n_rows, rows_per_tile, n_clusters * (n_features + 1)):
-        partials = np.zeros((len(tasks), n_clusters, n_features + 1), dtype=np.float64)
-        tiled = tile_tasks(tasks, rows_per_tile)
-        first_tiles = [first for first, _ in tiled]
 
-        def one_task(first_tile: int, last_tile: int) -> int:
-            # The pool may hand over a piece of a task (split after running
-            # out of memory): it adds into its task's partials. The pieces
-            # of one task run in row order on one thread, so the task sums
-            # the same bits, whole or in pieces.
-            slot = bisect.bisect_right(first_tiles, first_tile) - 1
-            start, stop = tile_span(first_tile, last_tile, rows_per_tile, n_rows)
-            return _lloyd_rows(
-                X, weights, operand_t, center_norms, n_features, start, stop, rows_per_tile, previous, labels,
-                partials[slot],
-            )
+    def rows_kernel(start: int, stop: int, previous: np.ndarray, labels: np.ndarray, overwrite: bool, part: np.ndarray) -> int:
+        return _lloyd_rows(
+            X, weights, operand_t, center_norms, n_features, start, stop, rows_per_tile, previous, labels, part
+        )
 
-        n_changed += sum(map_blocks(one_task, tiled, np))
-        # Task order, whichever thread computed each task.
-        for part in partials:
-            totals += part
-    return step_result(labels, totals, n_changed, previous_labels)
+    return accumulate_tasks(rows_kernel, n_rows, n_clusters, n_features, rows_per_tile, previous_labels, in_place)
 
 
 def _lloyd_step_self_check(xp: Any, device: Any) -> bool:
@@ -501,29 +541,19 @@ def assign_numba(
     min_dist = np.empty(n_rows, dtype=np.float64 if float64_distances else X.dtype)
     centers_work = np.ascontiguousarray(centers, dtype=X.dtype)
     rows_per_tile = tile_rows(n_clusters, n_features, X.dtype.itemsize)
-    tasks = tile_tasks([task for tasks in task_rounds(n_rows, rows_per_tile, 0) for task in tasks], rows_per_tile)
     if metric.name in ("sqeuclidean", "euclidean"):
         operand_t, center_norms = _operand_t(centers_work, X)
-
-        def one_task(first_tile: int, last_tile: int) -> None:
-            start, stop = tile_span(first_tile, last_tile, rows_per_tile, n_rows)
-            _assign_rows(X, centers_work, operand_t, center_norms, start, stop, rows_per_tile, labels, min_dist)
-
-        map_blocks(one_task, tasks, np)
-        if metric.name == "euclidean" and min_dist.dtype == X.dtype:
-            np.sqrt(min_dist, out=min_dist)
-        elif metric.name == "euclidean":
-            # The root in the data's dtype, as without float64_distances.
-            min_dist[:] = np.sqrt(min_dist.astype(X.dtype))
+        run_row_tasks(
+            lambda start, stop: _assign_rows(
+                X, centers_work, operand_t, center_norms, start, stop, rows_per_tile, labels, min_dist
+            ),
+            n_rows, rows_per_tile,
+        )
+        take_euclidean_root(min_dist, metric, X.dtype)
     else:
         centers_t = np.ascontiguousarray(centers_work.T, dtype=np.float64)
         p = float(metric.p)
-
-        def one_task(first_tile: int, last_tile: int) -> None:
-            start, stop = tile_span(first_tile, last_tile, rows_per_tile, n_rows)
-            _assign_minkowski(X, centers_t, p, start, stop, labels, min_dist)
-
-        map_blocks(one_task, tasks, np)
+        run_row_tasks(lambda start, stop: _assign_minkowski(X, centers_t, p, start, stop, labels, min_dist), n_rows, rows_per_tile)
         if min_dist.dtype != X.dtype:
             # Rounded to the data's dtype, as without float64_distances.
             min_dist[:] = min_dist.astype(X.dtype)

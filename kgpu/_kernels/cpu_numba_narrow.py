@@ -48,7 +48,6 @@ One step at 4,000,000 × 8, ``k = 8`` costs about 13 cycles a row on one core.
 
 from __future__ import annotations
 
-import bisect
 from typing import Any
 
 import numpy as np
@@ -58,10 +57,9 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .._assign import Accumulation, Assignment, SQEUCLIDEAN
-from .._blocks import map_blocks
 from .._distances import Metric, homogeneous
 from . import cpu_numba
-from .cpu_numba import assign_agrees, register_for_host_tensors, step_agrees, step_result, task_rounds, tile_span, tile_tasks
+from .cpu_numba import accumulate_tasks, assign_agrees, register_for_host_tensors, run_row_tasks, step_agrees
 from .dispatch import register
 
 #: Largest number of features (``d``) and of centers (``k``) the guard accepts (the measured crossover).
@@ -290,35 +288,15 @@ def lloyd_step_narrow(
     X = np.ascontiguousarray(X)
     centers_work = np.ascontiguousarray(centers, dtype=X.dtype)
     weights = np.ascontiguousarray(sample_weight)
-    if previous_labels is None:
-        previous = np.empty(0, dtype=np.int64)
-    else:
-        previous = np.ascontiguousarray(previous_labels, dtype=np.int64)
-    overwrite = in_place and previous is previous_labels and previous.flags.writeable
-    labels = previous if overwrite else np.empty(n_rows, dtype=np.int64)
-    totals = np.zeros((n_clusters, n_features + 1), dtype=np.float64)
-    n_changed = 0
     rows_per_tile = tile_rows(n_features, X.dtype.itemsize)
     features = (0,) * n_features
-    for tasks in task_rounds(n_rows, rows_per_tile, n_clusters * (n_features + 1)):
-        partials = np.zeros((len(tasks), n_clusters, n_features + 1), dtype=np.float64)
-        tiled = tile_tasks(tasks, rows_per_tile)
-        first_tiles = [first for first, _ in tiled]
 
-        def one_task(first_tile: int, last_tile: int) -> int:
-            # A piece of a task (split after running out of memory) adds into
-            # its task's partials; the pieces run in row order on one thread.
-            slot = bisect.bisect_right(first_tiles, first_tile) - 1
-            start, stop = tile_span(first_tile, last_tile, rows_per_tile, n_rows)
-            return _lloyd_rows(
-                X, weights, centers_work, features, start, stop, rows_per_tile, previous, labels, overwrite, partials[slot]
-            )
+    def rows_kernel(start: int, stop: int, previous: np.ndarray, labels: np.ndarray, overwrite: bool, part: np.ndarray) -> int:
+        return _lloyd_rows(
+            X, weights, centers_work, features, start, stop, rows_per_tile, previous, labels, overwrite, part
+        )
 
-        n_changed += sum(map_blocks(one_task, tiled, np))
-        # Task order, whichever thread computed each task.
-        for part in partials:
-            totals += part
-    return step_result(labels, totals, n_changed, previous_labels)
+    return accumulate_tasks(rows_kernel, n_rows, n_clusters, n_features, rows_per_tile, previous_labels, in_place)
 
 
 def _lloyd_step_self_check(xp: Any, device: Any) -> bool:
@@ -384,18 +362,11 @@ def assign_narrow(
     min_dist = np.empty(n_rows, dtype=np.float64 if float64_distances else X.dtype)
     rows_per_tile = tile_rows(n_features, X.dtype.itemsize)
     features = (0,) * n_features
-    tasks = tile_tasks([task for tasks in task_rounds(n_rows, rows_per_tile, 0) for task in tasks], rows_per_tile)
-
-    def one_task(first_tile: int, last_tile: int) -> None:
-        start, stop = tile_span(first_tile, last_tile, rows_per_tile, n_rows)
-        _assign_rows(X, centers_work, features, start, stop, rows_per_tile, labels, min_dist)
-
-    map_blocks(one_task, tasks, np)
-    if metric.name == "euclidean" and min_dist.dtype == X.dtype:
-        np.sqrt(min_dist, out=min_dist)
-    elif metric.name == "euclidean":
-        # The root in the data's dtype, as without float64_distances.
-        min_dist[:] = np.sqrt(min_dist.astype(X.dtype))
+    run_row_tasks(
+        lambda start, stop: _assign_rows(X, centers_work, features, start, stop, rows_per_tile, labels, min_dist),
+        n_rows, rows_per_tile,
+    )
+    cpu_numba.take_euclidean_root(min_dist, metric, X.dtype)
     return Assignment(labels, min_dist)
 
 

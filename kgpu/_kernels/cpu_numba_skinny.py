@@ -59,7 +59,6 @@ boundaries and its pieces add into its own partials in row order.
 
 from __future__ import annotations
 
-import bisect
 from typing import Any
 
 import array_api_compat.numpy as _NUMPY
@@ -70,18 +69,15 @@ from numba.core import cgutils
 from numba.core.extending import intrinsic
 
 from .._assign import Accumulation, Assignment, SQEUCLIDEAN
-from .._blocks import map_blocks
 from .._distances import Metric, homogeneous
 from .cpu_numba import (
     _is_float_matrix,
+    accumulate_tasks,
     assign_agrees,
     register_for_host_tensors,
+    run_row_tasks,
     step_agrees,
-    step_result,
-    task_rounds,
     tile_rows,
-    tile_span,
-    tile_tasks,
 )
 from .dispatch import register
 
@@ -478,32 +474,13 @@ def lloyd_step_skinny(
     n_clusters, n_features = centers.shape
     centers_work = np.ascontiguousarray(centers, dtype=X.dtype)
     weights = np.ascontiguousarray(sample_weight)
-    if previous_labels is None:
-        previous = np.empty(0, dtype=np.int64)
-    else:
-        previous = np.ascontiguousarray(previous_labels, dtype=np.int64)
-    overwrite = in_place and previous is previous_labels and previous.flags.writeable
-    labels = previous if overwrite else np.empty(n_rows, dtype=np.int64)
-    totals = np.zeros((n_clusters, n_features + 1), dtype=np.float64)
-    n_changed = 0
-    rows_per_tile = _rows_per_tile(centers_work, X)
-    for tasks in task_rounds(n_rows, rows_per_tile, n_clusters * (n_features + 1)):
-        partials = np.zeros((len(tasks), n_clusters, n_features + 1), dtype=np.float64)
-        tiled = tile_tasks(tasks, rows_per_tile)
-        first_tiles = [first for first, _ in tiled]
 
-        def one_task(first_tile: int, last_tile: int) -> int:
-            # A piece of a task (split after running out of memory) adds into
-            # its task's partials; the pieces run in row order on one thread.
-            slot = bisect.bisect_right(first_tiles, first_tile) - 1
-            start, stop = tile_span(first_tile, last_tile, rows_per_tile, n_rows)
-            return _lloyd_rows(X, weights, centers_work, start, stop, previous, labels, partials[slot])
+    def rows_kernel(start: int, stop: int, previous: np.ndarray, labels: np.ndarray, overwrite: bool, part: np.ndarray) -> int:
+        return _lloyd_rows(X, weights, centers_work, start, stop, previous, labels, part)
 
-        n_changed += sum(map_blocks(one_task, tiled, np))
-        # Task order, whichever thread computed each task.
-        for part in partials:
-            totals += part
-    return step_result(labels, totals, n_changed, previous_labels)
+    return accumulate_tasks(
+        rows_kernel, n_rows, n_clusters, n_features, _rows_per_tile(centers_work, X), previous_labels, in_place
+    )
 
 
 def _check_problem(dtype: Any, homogeneous_rows: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -558,14 +535,10 @@ def assign_skinny(
     labels = np.empty(n_rows, dtype=np.int64)
     distances = np.empty(n_rows, dtype=X.dtype)
     centers_work = np.ascontiguousarray(centers, dtype=X.dtype)
-    rows_per_tile = _rows_per_tile(centers_work, X)
-    tasks = tile_tasks([task for tasks in task_rounds(n_rows, rows_per_tile, 0) for task in tasks], rows_per_tile)
-
-    def one_task(first_tile: int, last_tile: int) -> None:
-        start, stop = tile_span(first_tile, last_tile, rows_per_tile, n_rows)
-        _assign_rows(X, centers_work, start, stop, labels, distances)
-
-    map_blocks(one_task, tasks, np)
+    run_row_tasks(
+        lambda start, stop: _assign_rows(X, centers_work, start, stop, labels, distances),
+        n_rows, _rows_per_tile(centers_work, X),
+    )
     if metric.name == "euclidean":
         np.sqrt(distances, out=distances)
     # Widened exactly: the distances are those of the data's dtype.

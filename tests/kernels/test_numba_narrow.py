@@ -184,7 +184,7 @@ def test_out_of_memory_pieces_give_the_same_bits(monkeypatch):
 
         return _blocks.map_blocks(job, blocks, xp)
 
-    monkeypatch.setattr(narrow, "map_blocks", constrained_map_blocks)
+    monkeypatch.setattr(cpu_numba, "map_blocks", constrained_map_blocks)
     try:
         got = narrow.lloyd_step_narrow(X, weights, centers, xp=xp_numpy, rows_per_block=1000)
         got_assign = narrow.assign_narrow(X, centers, xp=xp_numpy)

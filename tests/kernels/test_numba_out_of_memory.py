@@ -22,7 +22,6 @@ numba = pytest.importorskip("numba")
 cpu_numba = pytest.importorskip("kgpu._kernels.cpu_numba")
 cpu_numba_medoids = pytest.importorskip("kgpu._kernels.cpu_numba_medoids")
 cpu_numba_skinny = pytest.importorskip("kgpu._kernels.cpu_numba_skinny")
-cpu_numba_narrow = pytest.importorskip("kgpu._kernels.cpu_numba_narrow")
 
 
 @pytest.fixture
@@ -39,7 +38,7 @@ def inject(monkeypatch, fresh_limits):
     Returns the list of failed job sizes.
     """
 
-    def start(limit, modules=(cpu_numba, cpu_numba_medoids, cpu_numba_narrow)):
+    def start(limit, modules=(cpu_numba, cpu_numba_medoids)):
         failures = []
 
         def constrained_map_blocks(fn, blocks, xp):
@@ -130,7 +129,7 @@ def test_skinny_kernels_split_by_out_of_memory_give_the_same_bits(inject, homoge
     previous = rng.integers(0, 6, X.shape[0])
     want = cpu_numba_skinny.lloyd_step_skinny(X, weights, centers, xp=NP, rows_per_block=1000, previous_labels=previous)
     want_assign = cpu_numba_skinny.assign_skinny(X, centers, xp=NP)
-    failures = inject(1, modules=(cpu_numba_skinny,))  # more than one tile per job fails
+    failures = inject(1, modules=(cpu_numba,))  # more than one tile per job fails
     got = cpu_numba_skinny.lloyd_step_skinny(X, weights, centers, xp=NP, rows_per_block=1000, previous_labels=previous)
     got_assign = cpu_numba_skinny.assign_skinny(X, centers, xp=NP)
     _assert_few_retries(failures, X.shape[0])

@@ -62,6 +62,17 @@ def _non_finite_code(X, start, stop):
 
 
 @njit(fastmath=False, cache=True, nogil=True)
+def _overall_largest(largest, nan):
+    """The largest of the per-column ``largest`` values, as a float; NaN when ``nan`` (a NaN was seen)."""
+    if nan:
+        return np.nan
+    result = 0.0
+    for j in range(largest.shape[0]):
+        result = max(result, float(largest[j]))
+    return result
+
+
+@njit(fastmath=False, cache=True, nogil=True)
 def _max_abs(X, origin, start, stop):
     """Largest ``|X[i] - origin|`` over rows ``start:stop`` (origin empty: none), NaN if any."""
     n_features = X.shape[1]
@@ -75,12 +86,7 @@ def _max_abs(X, origin, start, stop):
             if value != value:
                 nan = True
             largest[j] = max(largest[j], value)
-    if nan:
-        return np.nan
-    result = 0.0
-    for j in range(n_features):
-        result = max(result, float(largest[j]))
-    return result
+    return _overall_largest(largest, nan)
 
 
 @njit(fastmath=False, cache=True, nogil=True)
@@ -112,12 +118,7 @@ def _fill_centered_copy(X, origin, start, stop, out):
                 nan = True
             largest[j] = max(largest[j], value)
         out[i, n_features] = 1.0
-    if nan:
-        return np.nan
-    result = 0.0
-    for j in range(n_features):
-        result = max(result, float(largest[j]))
-    return result
+    return _overall_largest(largest, nan)
 
 
 def _is_matrix(X: Any) -> bool:

@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import statistics
-import subprocess
 import sys
 
 _CHILD = r"""
@@ -90,16 +88,9 @@ def parse_shape(text: str) -> tuple[int, int, int, int]:
 
 
 def run(tree: str, shape: tuple[int, int, int, int], repeats: int) -> dict:
-    env = dict(os.environ, PYTHONPATH=os.path.abspath(tree))
-    result = subprocess.run(
-        [sys.executable, "-c", _CHILD, *(str(v) for v in shape), str(repeats)],
-        capture_output=True, text=True, env=env, check=False,
-        # "python -c" puts the working directory first on sys.path: run in the tree itself.
-        cwd=os.path.abspath(tree),
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"{tree} failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    from kgpu._bench import run_in_tree
+
+    return run_in_tree(tree, _CHILD, [*(str(v) for v in shape), str(repeats)])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,8 +11,12 @@ Used by ``bench/compare.py`` and ``kgpu bench``.
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from typing import Any, Callable, NamedTuple
 
@@ -280,3 +284,25 @@ def publish(report: str, out: str | None = None, *, append: bool = False) -> Non
         before = Path(out).read_text() if append and Path(out).exists() else ""
         with atomic_path(out) as temporary:
             temporary.write_text(before + report + "\n")
+
+
+def run_in_tree(tree: str, source: str, args: list[str]) -> dict:
+    """Run ``python -c source *args`` on the kgpu of source tree ``tree``; the JSON its last line prints.
+
+    The child runs in ``tree`` itself: ``python -c`` puts the working
+    directory first on ``sys.path``, so a kgpu found there (the caller's own
+    tree, say) would shadow the one named.
+
+    Raises
+    ------
+    RuntimeError
+        When the child fails, with the end of its standard error.
+    """
+    tree = os.path.abspath(tree)
+    result = subprocess.run(
+        [sys.executable, "-c", source, *args], capture_output=True, text=True,
+        env=dict(os.environ, PYTHONPATH=tree), cwd=tree, check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{tree} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])

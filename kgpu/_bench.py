@@ -248,8 +248,6 @@ def problem_header(
 
 def machine_description() -> str:
     """CPU count, Python and library versions, and the GPU when there is one."""
-    import os
-
     import sklearn
 
     parts = [f"{platform.machine()}, {len(os.sched_getaffinity(0))} CPU cores", f"Python {platform.python_version()}",
